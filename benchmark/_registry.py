@@ -1,0 +1,110 @@
+"""Name → class registries, filled by decorators and discovered through entry points.
+
+Built-in methods and datasets live in ``methods/`` and ``datasets/`` and are declared in
+``pyproject.toml`` under the entry-point groups ``benchmark.methods`` and
+``benchmark.datasets``; a third-party package declares its own plug-ins in the same groups.
+Loading an entry point imports its module, whose ``@register_*`` decorator adds the class.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from importlib import metadata
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(LookupError):
+    """A name is unknown, taken twice, or bound to the wrong kind of class."""
+
+
+class Registry(Generic[T]):
+    """A registry of plug-in classes of one kind.
+
+    Args:
+        kind: what is registered, for messages ("method", "dataset").
+        group: the entry-point group searched for plug-ins.
+        base: the class every registered class must subclass.
+        config_attr: the name of the class attribute that must hold a dataclass type
+            (the plug-in's typed configuration), or None.
+    """
+
+    def __init__(self, kind: str, group: str, base: type, config_attr: str | None = None):
+        self.kind, self.group, self.base, self.config_attr = kind, group, base, config_attr
+        self._classes: dict[str, type[T]] = {}
+        self._entry_points_loaded = False
+
+    def register(self, name: str):
+        """Class decorator: ``@register_method("vanilla")``. Fails loudly on misuse."""
+
+        def decorator(cls: type[T]) -> type[T]:
+            if not (inspect.isclass(cls) and issubclass(cls, self.base)):
+                raise RegistryError(
+                    f"{self.kind} {name!r}: {cls!r} must subclass {self.base.__module__}.{self.base.__qualname__}"
+                )
+            if self.config_attr is not None:
+                config = getattr(cls, self.config_attr, None)
+                if not (inspect.isclass(config) and dataclasses.is_dataclass(config)):
+                    raise RegistryError(
+                        f"{self.kind} {name!r} ({_where(cls)}) needs a dataclass in its "
+                        f"{self.config_attr!r} attribute"
+                    )
+            previous = self._classes.get(name)
+            if previous is not None and _where(previous) != _where(cls):
+                raise RegistryError(
+                    f"{self.kind} name {name!r} is registered twice: {_where(previous)} and {_where(cls)}"
+                )
+            cls.name = name
+            self._classes[name] = cls
+            return cls
+
+        return decorator
+
+    def load_entry_points(self) -> None:
+        """Import every plug-in declared in the entry-point group (once)."""
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for ep in metadata.entry_points(group=self.group):
+            self._load(ep)
+
+    def _load(self, ep) -> None:
+        obj = ep.load()
+        if inspect.isclass(obj) and getattr(obj, "name", None) != ep.name:
+            raise RegistryError(
+                f"entry point {ep.name!r} in group {self.group!r} points to {ep.value}, "
+                f"which is registered as {getattr(obj, 'name', None)!r}; the names must match"
+            )
+
+    def get(self, name: str) -> type[T]:
+        """Return the class registered as ``name``, loading plug-ins as needed."""
+        if name not in self._classes:
+            self.load_entry_points()
+        try:
+            return self._classes[name]
+        except KeyError:
+            raise RegistryError(
+                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names()) or '(none)'}"
+            ) from None
+
+    def names(self) -> list[str]:
+        self.load_entry_points()
+        return sorted(self._classes)
+
+    def items(self) -> list[tuple[str, type[T]]]:
+        return [(n, self._classes[n]) for n in self.names()]
+
+    def __contains__(self, name: str) -> bool:
+        self.load_entry_points()
+        return name in self._classes
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def describe(cls: type) -> str:
+    """First line of a class docstring, for ``list`` output."""
+    doc = inspect.getdoc(cls) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""

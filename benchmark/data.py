@@ -1,0 +1,252 @@
+"""The dataset contract: bias-planted splits as tensors, their metadata, data roots and the cache.
+
+A dataset family (one file in ``datasets/``) subclasses :class:`DatasetFamily`, declares its
+protocol parameters as a dataclass ``Params`` and implements :meth:`DatasetFamily.generate`,
+which returns the splits as tensors. :meth:`DatasetFamily.build` caches the result on disk under
+a key derived from the parameters and the family's ``version``, and fingerprints the content.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from .hparams import from_dict, to_dict
+
+DATA_ROOT_ENV = "BENCHMARK_DATA_ROOT"
+HOME_ENV = "BENCHMARK_HOME"
+
+
+class DataRootError(FileNotFoundError):
+    """A dataset's files are missing; the message names the expected layout."""
+
+
+@dataclass(frozen=True)
+class BiasHead:
+    """One bias attribute that methods may learn to predict (and unlearn).
+
+    Attributes:
+        name: attribute name ("color", "background").
+        key: the per-sample tensor in ``Split.attrs`` holding the label ("b" means ``Split.b``).
+        num_classes: classes per label position.
+        shape: trailing label shape per sample: ``()`` for one class per sample, ``(3, 14, 14)``
+            for LNL's per-channel colour map over a 14×14 grid.
+        ignore_index: label value the loss ignores (LNL marks background pixels 255).
+    """
+
+    name: str
+    key: str
+    num_classes: int
+    shape: tuple[int, ...] = ()
+    ignore_index: int = -100
+
+
+@dataclass
+class Split:
+    """One split as tensors of equal length N.
+
+    Attributes:
+        x: inputs, uint8 N×C×H×W (normalised on the device by the engine with ``mean``/``std``).
+        y: target labels, int64 N.
+        b: bias class per sample, int64 N (e.g. the index of the mean colour).
+        aligned: True where the bias agrees with the target (bias-aligned samples).
+        attrs: further per-sample tensors (dense bias maps, second attributes, noise flags).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    b: torch.Tensor
+    aligned: torch.Tensor
+    attrs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"x": self.x, "y": self.y, "b": self.b, "aligned": self.aligned, **self.attrs}
+
+    def subset(self, idx: torch.Tensor) -> "Split":
+        return Split(self.x[idx], self.y[idx], self.b[idx], self.aligned[idx],
+                     {k: v[idx] for k, v in self.attrs.items()})
+
+    def to(self, device) -> "Split":
+        return Split(self.x.to(device), self.y.to(device), self.b.to(device), self.aligned.to(device),
+                     {k: v.to(device) for k, v in self.attrs.items()})
+
+
+@dataclass
+class DatasetInfo:
+    """What a method needs to know to build its networks."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    num_bias_classes: int
+    bias_heads: tuple[BiasHead, ...]
+    backbone: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass
+class BiasedDataset:
+    """A generated dataset: splits plus metadata.
+
+    Attributes:
+        info: shapes, class counts, bias heads, default backbone and normalisation.
+        splits: "train", "test" and any protocol split ("val", "tb2", ...).
+        params: the protocol parameters it was built from.
+        fingerprint: SHA-256 (first 16 hex digits) of the generated tensors.
+    """
+
+    info: DatasetInfo
+    splits: dict[str, Split]
+    params: dict
+    fingerprint: str = ""
+
+    def __getitem__(self, split: str) -> Split:
+        try:
+            return self.splits[split]
+        except KeyError:
+            raise KeyError(f"{self.info.name} has no split {split!r}; splits: {sorted(self.splits)}") from None
+
+
+class DatasetFamily:
+    """Base class of a bias-planted dataset family. Subclass, set ``Params``, implement ``generate``.
+
+    Class attributes:
+        Params: frozen dataclass of protocol parameters (fields declared with ``hp``).
+        version: bump when generation changes, so cached copies are rebuilt.
+        layout: the files expected under the data root, for error messages.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+    version: ClassVar[str] = "1"
+    layout: ClassVar[str] = ""
+
+    def info(self, params) -> DatasetInfo:
+        raise NotImplementedError
+
+    def generate(self, params, data_root: Path) -> dict[str, Split]:
+        raise NotImplementedError
+
+    def build(self, params: dict | object | None = None, data_root: str | Path | None = None,
+              cache_dir: str | Path | None = None) -> BiasedDataset:
+        """Generate (or load from the cache) the dataset for these parameters."""
+        if not dataclasses.is_dataclass(params):
+            params = from_dict(self.Params, params)
+        key = cache_key(self.name, self.version, to_dict(params))
+        cache = Path(cache_dir) if cache_dir else default_home() / "cache"
+        path = cache / self.name / f"{key}.pt"
+        if path.exists():
+            blob = torch.load(path, weights_only=False)
+            splits = {k: Split(**v) for k, v in blob["splits"].items()}
+            fingerprint = blob["fingerprint"]
+        else:
+            splits = self.generate(params, resolve_data_root(data_root))
+            fingerprint = fingerprint_tensors({s: sp.tensors() for s, sp in splits.items()})
+            atomic_torch_save({"splits": {k: dataclasses.asdict(v) for k, v in splits.items()},
+                               "fingerprint": fingerprint, "params": to_dict(params)}, path)
+        return BiasedDataset(self.info(params), splits, to_dict(params), fingerprint)
+
+
+def cache_key(name: str, version: str, params: dict) -> str:
+    blob = json.dumps({"name": name, "version": version, "params": params}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fingerprint_tensors(tree: dict[str, dict[str, torch.Tensor]]) -> str:
+    h = hashlib.sha256()
+    for split in sorted(tree):
+        for key in sorted(tree[split]):
+            t = tree[split][key].contiguous().cpu()
+            h.update(f"{split}/{key}/{tuple(t.shape)}/{t.dtype}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """Write with torch.save to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def default_home() -> Path:
+    """Working folder for caches, checkpoints and the embedded MLflow store."""
+    return Path(os.environ.get(HOME_ENV, ".benchmark")).resolve()
+
+
+def resolve_data_root(data_root: str | Path | None = None) -> Path:
+    """The data root: the argument, else ``$BENCHMARK_DATA_ROOT``, else ``./data``, else ``../shared/data``."""
+    if data_root is not None:
+        return Path(data_root).expanduser().resolve()
+    if os.environ.get(DATA_ROOT_ENV):
+        return Path(os.environ[DATA_ROOT_ENV]).expanduser().resolve()
+    for candidate in (Path("data"), Path("../shared/data")):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return Path("data").resolve()
+
+
+def require_files(root: Path, files: list[str], dataset: str, layout: str) -> list[Path]:
+    """Return ``root/f`` for each file, or raise :class:`DataRootError` naming what is missing."""
+    paths = [root / f for f in files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataRootError(
+            f"{dataset}: missing data file(s) under data root {root}:\n  " + "\n  ".join(missing)
+            + f"\nExpected layout:\n{layout}\nSet the data root with --data-root or ${DATA_ROOT_ENV}."
+        )
+    return paths
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (as MNIST and Fashion-MNIST ship it), gzip-compressed or not."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    zero, dtype_code, ndim = data[0] * 256 + data[1], data[2], data[3]
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+MNIST_LAYOUT = """  <data root>/MNIST/raw/train-images-idx3-ubyte.gz
+  <data root>/MNIST/raw/train-labels-idx1-ubyte.gz
+  <data root>/MNIST/raw/t10k-images-idx3-ubyte.gz
+  <data root>/MNIST/raw/t10k-labels-idx1-ubyte.gz
+(torchvision's MNIST layout; the .gz files from the MNIST distribution are read directly)"""
+
+
+def load_mnist(root: Path, name: str = "MNIST", layout: str = MNIST_LAYOUT) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """MNIST-format images and labels: {"train": (N×28×28 uint8, N int64), "test": ...}.
+
+    ``name`` selects the folder ("MNIST" or "FashionMNIST"); plain (unzipped) files are accepted too.
+    """
+    out = {}
+    for split, stem in (("train", "train"), ("test", "t10k")):
+        files = []
+        for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+            rel = f"{name}/raw/{stem}-{kind}"
+            files.append(rel if (root / rel).is_file() else rel + ".gz")
+        img, lab = require_files(root, files, name, layout.replace("MNIST", name) if name != "MNIST" else layout)
+        out[split] = (read_idx(img), read_idx(lab).astype(np.int64))
+    return out

@@ -1,0 +1,239 @@
+"""The one training loop for every method.
+
+Small datasets live on the device as uint8 tensors and are batched by index there; inputs are
+normalised per batch on the device. Each epoch ends with an evaluation of every split and an
+atomic checkpoint (method state, optimisers, RNG state, history), so a killed run resumes from its
+last finished epoch and ends with exactly the numbers of an uninterrupted run. The finished
+record goes to the result store first and is then mirrored to MLflow.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import Split, atomic_torch_save, default_home
+from .hparams import from_dict
+from .method import Batch, Method
+from .metrics import SplitMeter
+from .registry import DATASETS, METHODS
+from .spec import RunSpec
+from .store import ResultStore, code_version, library_versions, now_iso
+
+EVAL_BATCH = 2048
+SUBSET_SEED = 0  # the fixed generator that picks the max_train subset, independent of the run seed
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` did: the record, and whether it was already stored (a no-op)."""
+
+    record: dict[str, Any]
+    cached: bool
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Loader:
+    """Batches a :class:`Split` held on the device: index, gather, normalise.
+
+    Args:
+        split: the tensors (already on ``device``).
+        mean, std: per-channel normalisation of inputs scaled to [0, 1].
+    """
+
+    def __init__(self, split: Split, mean, std, device):
+        self.split = split
+        self.device = device
+        shape = (1, -1, 1, 1) if split.x.dim() == 4 else (1, -1)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(shape)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(shape)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def batch(self, idx: torch.Tensor) -> Batch:
+        s = self.split
+        x = s.x[idx]
+        x = (x.float() / 255.0 - self.mean) / self.std if x.dtype == torch.uint8 else x.float()
+        return Batch(x, s.y[idx], s.b[idx], s.aligned[idx], idx, {k: v[idx] for k, v in s.attrs.items()})
+
+    def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False):
+        n = len(order)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        for i in range(0, stop, batch_size):
+            yield self.batch(order[i:i + batch_size])
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A fresh generator per (seed, epoch): batch order does not depend on what ran before."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def evaluate(method: Method, loader: Loader, num_classes: int, num_bias_classes: int) -> dict[str, Any]:
+    """Accuracy, aligned/conflicting, worst-group and (target × bias) matrix on one split."""
+    was_training = method.training
+    method.eval()
+    meter = SplitMeter(num_classes, num_bias_classes, loader.device)
+    order = torch.arange(len(loader), device=loader.device)
+    with torch.no_grad():
+        for batch in loader.batches(order, EVAL_BATCH):
+            meter.add(method.predict(batch.x).argmax(1), batch.y, batch.b, batch.aligned)
+            meter.add_extra(method.evaluate_extra(batch))
+    method.train(was_training)
+    return meter.result()
+
+
+def checkpoint_path(spec: RunSpec, home: Path | None = None) -> Path:
+    return (home or default_home()) / "checkpoints" / f"{spec.run_id}.pt"
+
+
+def build_method(spec: RunSpec, info) -> Method:
+    cls = METHODS.get(spec.method)
+    hp = from_dict(cls.HParams, spec.hparams)
+    if spec.backbone:
+        info = type(info)(**{**info.__dict__, "backbone": spec.backbone})
+    return cls(hp, info, spec.epochs)
+
+
+def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, device: str | None = None,
+        home: Path | None = None, mirror=None, progress: bool = True,
+        on_epoch: Callable[[int, dict], None] | None = None) -> RunResult:
+    """Train and evaluate ``spec``, store the record, mirror it; a stored spec is a no-op.
+
+    Args:
+        spec: the run.
+        store: the result store (default location if None).
+        data_root: where dataset files live (see ``benchmark.data.resolve_data_root``).
+        device: "cpu", "cuda", "cuda:1"; None picks CUDA when present.
+        home: working folder for the dataset cache and checkpoints.
+        mirror: an object with ``log_record(record)`` (e.g. ``MLflowMirror``), or None.
+        progress: show tqdm bars.
+        on_epoch: called as ``on_epoch(epoch, history_row)`` after each checkpoint (tests use it
+            to interrupt a run).
+    """
+    store = store or ResultStore()
+    if store.has(spec.run_id):
+        return RunResult(store.get(spec.run_id), cached=True)
+    home = Path(home) if home else default_home()
+    dev = pick_device(device)
+    t0 = time.time()
+
+    family = DATASETS.get(spec.dataset)()
+    dataset = family.build(spec.dataset_params, data_root=data_root, cache_dir=home / "cache")
+    info = dataset.info
+    train_split = dataset["train"]
+    if spec.max_train is not None and spec.max_train < len(train_split):
+        pick = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(SUBSET_SEED))
+        train_split = train_split.subset(pick[: spec.max_train].sort().values)
+    loaders = {"train": Loader(train_split.to(dev), info.mean, info.std, dev)}
+    for name, split in dataset.splits.items():
+        if name != "train":
+            loaders[name] = Loader(split.to(dev), info.mean, info.std, dev)
+
+    torch.manual_seed(spec.seed)
+    method = build_method(spec, info).to(dev)
+    batch_size = int(spec.hparams["batch_size"])
+
+    ckpt = checkpoint_path(spec, home)
+    history: list[dict[str, Any]] = []
+    start_epoch, prepared, prep_metrics, elapsed_before = 0, False, {}, 0.0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        method.load_training_state(state["method"])
+        torch.set_rng_state(state["rng"])
+        if dev.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], dev)
+        history, start_epoch = state["history"], state["epoch"]
+        prepared, prep_metrics, elapsed_before = True, state.get("prepare", {}), state.get("elapsed", 0.0)
+
+    def save(epoch: int) -> None:
+        atomic_torch_save({"method": method.training_state(), "rng": torch.get_rng_state(),
+                           "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                           "history": history, "epoch": epoch, "prepare": prep_metrics,
+                           "elapsed": elapsed_before + time.time() - t0, "spec": spec.to_dict()}, ckpt)
+
+    if not prepared:
+        method.train()
+        prep_metrics = method.prepare(train_split, loaders["train"]) or {}
+        save(0)
+
+    label = f"{spec.method}/{spec.dataset} seed={spec.seed}"
+    bar = tqdm(total=spec.epochs, initial=start_epoch, desc=label, unit="ep", disable=not progress,
+               dynamic_ncols=True, leave=False)
+    n_train = len(loaders["train"])
+    for epoch in range(start_epoch, spec.epochs):
+        method.train()
+        gen = epoch_generator(spec.seed, epoch)
+        order = method.sample_indices(n_train, gen)
+        if order is None:
+            order = torch.randperm(n_train, generator=gen)
+        order = order.to(dev)
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        te = time.time()
+        for batch in loaders["train"].batches(order, batch_size):
+            logs = method.update(batch)
+            for k, v in logs.items():
+                v = v.detach() if torch.is_tensor(v) else torch.tensor(float(v))
+                sums[k] = sums.get(k, 0) + v
+            steps += 1
+        train_time = time.time() - te
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_time_s": round(train_time, 3),
+                               "images_per_s": round(len(order) / max(train_time, 1e-9), 1)}
+        row.update({f"train.{k}": float(v) / max(steps, 1) for k, v in sums.items()})
+        row.update({f"train.{k}": v for k, v in (method.end_epoch(epoch + 1) or {}).items()})
+        for name, loader in loaders.items():
+            if name == "train":
+                continue
+            row[name] = evaluate(method, loader, info.num_classes, info.num_bias_classes)
+        history.append(row)
+        save(epoch + 1)
+        bar.update(1)
+        test = row.get("test", {})
+        bar.set_postfix(loss=f"{row.get('train.loss', float('nan')):.3f}", test_acc=f"{test.get('acc', float('nan')):.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, row)
+    bar.close()
+
+    final = {k: v for k, v in history[-1].items() if isinstance(v, dict)} if history else {}
+    record = {
+        "run_id": spec.run_id,
+        "status": "done",
+        "spec": spec.to_dict(),
+        "dataset_fingerprint": dataset.fingerprint,
+        "prepare": prep_metrics,
+        "history": history,
+        "final": final,
+        "code": code_version(),
+        "libraries": library_versions(),
+        "device": _device_name(dev),
+        "wall_time_s": round(elapsed_before + time.time() - t0, 3),
+        "created": now_iso(),
+        "host": os.uname().nodename,
+    }
+    store.put(record)
+    ckpt.unlink(missing_ok=True)
+    if mirror is not None:
+        mirror.log_record(record)
+    return RunResult(record, cached=False)
+
+
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(dev)}"
+    return f"cpu:{torch.get_num_threads()} threads"
+
+
+def format_exception(e: BaseException) -> str:
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))

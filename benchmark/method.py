@@ -1,0 +1,122 @@
+"""The method contract, in the spirit of DomainBed's ``Algorithm``.
+
+A method is an ``nn.Module`` built from ``(hparams, info, epochs)``. It owns its networks and
+optimisers (kept in ``self.optimizers`` / ``self.schedulers`` so the engine can checkpoint
+them), trains with :meth:`Method.update` on one batch at a time and predicts with
+:meth:`Method.predict`. Optional hooks serve families that need more: :meth:`Method.prepare`
+(a stage before the main loop, e.g. training a biased model), :meth:`Method.sample_indices`
+(a custom epoch order / sampler) and :meth:`Method.end_epoch` (schedulers, extra metrics).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from .data import DatasetInfo, Split
+
+
+@dataclass
+class Batch:
+    """A batch on the device: normalised float inputs, labels, bias labels and extra attributes."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    b: torch.Tensor
+    aligned: torch.Tensor
+    idx: torch.Tensor
+    attrs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def bias_target(self, key: str) -> torch.Tensor:
+        return self.b if key == "b" else self.attrs[key]
+
+
+class Method(nn.Module):
+    """Base class of a de-biasing method. Subclass, set ``HParams``, implement ``update``/``predict``.
+
+    Class attributes:
+        HParams: frozen dataclass of hyperparameters (fields declared with ``benchmark.hp``); it
+            must have ``batch_size``.
+        uses_bias_labels: True if training reads bias labels (reports mark such methods).
+        paper: the paper the method implements, for reports.
+    """
+
+    name: ClassVar[str]
+    HParams: ClassVar[type]
+    uses_bias_labels: ClassVar[bool] = False
+    paper: ClassVar[str] = ""
+
+    def __init__(self, hparams, info: DatasetInfo, epochs: int):
+        super().__init__()
+        self.hparams = hparams
+        self.info = info
+        self.epochs = epochs
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One optimisation step on ``batch``; returns scalar losses to log."""
+        raise NotImplementedError
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits for normalised inputs ``x``."""
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation f(x) that bias probes read (default: the input flattened)."""
+        return x.flatten(1)
+
+    def prepare(self, train: Split, loader) -> dict[str, float]:
+        """Optional stage before the main loop (e.g. a biased model for PGD). ``loader`` batches ``train``."""
+        return {}
+
+    def sample_indices(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Optional: the order of training indices for one epoch (None = a uniform permutation)."""
+        return None
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """Called after each epoch: steps the schedulers; may return extra metrics."""
+        for s in self.schedulers.values():
+            s.step()
+        return {}
+
+    def evaluate_extra(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Optional per-batch evaluation quantities summed over the split (e.g. bias-head accuracy).
+
+        Returns a dict of (numerator, denominator) tensor pairs stacked as shape-(2,) tensors.
+        """
+        return {}
+
+    # Checkpointing: modules through state_dict, plus optimisers and schedulers.
+    def training_state(self) -> dict:
+        return {
+            "model": self.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+        }
+
+    def load_training_state(self, state: dict) -> None:
+        self.load_state_dict(state["model"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+
+
+class GradReverse(torch.autograd.Function):
+    """Identity forward, gradient multiplied by ``-scale`` backward (Ganin et al., 2016)."""
+
+    @staticmethod
+    def forward(ctx, x, scale: float):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.scale * grad, None
+
+
+def grad_reverse(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    return GradReverse.apply(x, scale)

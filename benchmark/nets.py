@@ -1,0 +1,129 @@
+"""Backbones (split into a feature extractor f and a classifier g) and bias heads h.
+
+Backbones are plug-ins like methods: ``@register_backbone("name")`` on a :class:`Backbone`
+subclass, declared in the ``benchmark.backbones`` entry-point group when they live outside
+this package. A dataset names its default backbone in ``DatasetInfo.backbone``.
+"""
+from __future__ import annotations
+
+import math
+import torch
+from torch import nn
+
+from ._registry import Registry
+from .data import BiasHead, DatasetInfo
+
+
+class Backbone(nn.Module):
+    """``f`` maps inputs to features of shape ``feat_shape``; ``g`` maps features to class logits."""
+
+    f: nn.Module
+    g: nn.Module
+    feat_shape: tuple[int, ...]
+
+    def __init__(self, info: DatasetInfo):
+        super().__init__()
+
+    def forward(self, x):
+        return self.g(self.f(x))
+
+
+BACKBONES: Registry[Backbone] = Registry("backbone", "benchmark.backbones", Backbone)
+register_backbone = BACKBONES.register
+
+
+def conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+@register_backbone("lnl_convnet")
+class LNLConvNet(Backbone):
+    """Learning Not to Learn's plain 4-conv MNIST network: f = 2 conv, g = 2 conv + fc.
+
+    Paper Sec. 5.1: "both g and f consist of two convolution layers", "every convolution layer is
+    followed by batch normalization and ReLU". Layer sizes from the official code
+    (feidfoe/learning-not-to-learn @ fad2ec8, models.py:14-33, see shared/PROTOCOL-FACTS.md):
+    input BatchNorm; f: conv5×5 3→32, maxpool 3/2, conv3×3 32→32 → 32×14×14;
+    g: conv3×3/2 32→64, conv3×3 64→64, average pool 7, fc 64→classes.
+    """
+
+    def __init__(self, info: DatasetInfo):
+        super().__init__(info)
+        c = info.input_shape[0]
+        self.f = nn.Sequential(
+            nn.BatchNorm2d(c),
+            *conv_bn_relu(c, 32, 5),
+            nn.MaxPool2d(3, stride=2, padding=1),
+            *conv_bn_relu(32, 32, 3),
+        )
+        self.g = nn.Sequential(
+            *conv_bn_relu(32, 64, 3, stride=2),
+            *conv_bn_relu(64, 64, 3),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(64, info.num_classes),
+        )
+        h, w = info.input_shape[1:]
+        self.feat_shape = (32, math.ceil(h / 2), math.ceil(w / 2))
+
+
+class MapBiasHead(nn.Module):
+    """LNL's colour head: one predictor per label channel, each conv → BN → ReLU → conv, giving
+    per-position logits of shape N×classes×channels×H×W (official models.py:47-63: three
+    predictors, conv 32→32 → BN → ReLU → conv 32→8). Kernel sizes (3×3 then 1×1) are not in the
+    paper; features are average-pooled to the label grid when their resolution differs.
+    """
+
+    def __init__(self, feat_channels: int, head: BiasHead):
+        super().__init__()
+        channels, *grid = head.shape
+        self.grid = tuple(grid)
+        self.predictors = nn.ModuleList(
+            nn.Sequential(*conv_bn_relu(feat_channels, feat_channels, 3), nn.Conv2d(feat_channels, head.num_classes, 1))
+            for _ in range(channels)
+        )
+
+    def forward(self, feat):
+        if tuple(feat.shape[-2:]) != self.grid:
+            feat = nn.functional.adaptive_avg_pool2d(feat, self.grid)
+        return torch.stack([p(feat) for p in self.predictors], dim=2)
+
+
+class VectorBiasHead(nn.Module):
+    """One class per sample: global average pool (for feature maps) and a single linear layer
+    (LNL Sec. 5.1: "single fully connected layer for gender and age bias")."""
+
+    def __init__(self, feat_shape: tuple[int, ...], head: BiasHead):
+        super().__init__()
+        self.pool = len(feat_shape) == 3
+        self.fc = nn.Linear(feat_shape[0], head.num_classes)
+
+    def forward(self, feat):
+        if self.pool:
+            feat = feat.mean(dim=(2, 3))
+        return self.fc(feat)
+
+
+def make_bias_head(feat_shape: tuple[int, ...], head: BiasHead) -> nn.Module:
+    """The h network for one bias attribute, shaped by its label."""
+    if head.shape:
+        if len(feat_shape) != 3:
+            raise ValueError(f"bias head {head.name!r} predicts a {head.shape} map but features are {feat_shape}")
+        return MapBiasHead(feat_shape[0], head)
+    return VectorBiasHead(feat_shape, head)
+
+
+def bias_loss(logits: torch.Tensor, target: torch.Tensor, head: BiasHead) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits, target.long(), ignore_index=head.ignore_index)
+
+
+def bias_correct(logits: torch.Tensor, target: torch.Tensor, head: BiasHead) -> torch.Tensor:
+    """(correct, counted) over the labelled positions, as a shape-(2,) float tensor."""
+    target = target.long()
+    valid = target != head.ignore_index
+    correct = (logits.argmax(1) == target) & valid
+    return torch.stack([correct.sum().float(), valid.sum().float()])
+
+
+def build_backbone(info: DatasetInfo, name: str | None = None) -> Backbone:
+    return BACKBONES.get(name or info.backbone)(info)

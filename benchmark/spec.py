@@ -1,0 +1,80 @@
+"""Run specifications: everything that determines a run, frozen, hashed to the run id."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .hparams import from_dict, to_dict
+
+SPEC_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A run: method + dataset + protocol parameters + hyperparameters + seed + budget.
+
+    Every field is fully resolved (defaults written out), so a changed default gives a new id.
+
+    Attributes:
+        method, dataset: registered names.
+        dataset_params: the dataset family's ``Params`` as a dict.
+        hparams: the method's ``HParams`` as a dict.
+        seed: training seed (initialisation, batch order, dropout).
+        epochs: training epochs.
+        max_train: train on this many samples (a fixed random subset) instead of all; None = all.
+        backbone: backbone name, or None for the dataset's default.
+    """
+
+    method: str
+    dataset: str
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    epochs: int = 1
+    max_train: int | None = None
+    backbone: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SPEC_SCHEMA, **dataclasses.asdict(self)}
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def run_id(self) -> str:
+        """First 16 hex digits of SHA-256 of the canonical JSON."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        d = {k: v for k, v in d.items() if k != "schema"}
+        return cls(**d)
+
+
+def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, hparams: dict | None = None,
+              seed: int = 0, epochs: int | None = None, max_train: int | None = None,
+              backbone: str | None = None) -> RunSpec:
+    """Resolve names and overrides into a complete :class:`RunSpec`.
+
+    ``dataset_params`` and ``hparams`` hold overrides only (strings from the CLI are converted);
+    unknown names raise with the list of known ones. ``epochs=None`` uses the method's default.
+    """
+    from .registry import DATASETS, METHODS
+
+    method_cls = METHODS.get(method)
+    family = DATASETS.get(dataset)
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if max_train is not None and max_train < 1:
+        raise ValueError(f"max_train must be >= 1, got {max_train}")
+    hp = from_dict(method_cls.HParams, hparams)
+    return RunSpec(
+        method=method, dataset=dataset,
+        dataset_params=to_dict(from_dict(family.Params, dataset_params)),
+        hparams=to_dict(hp), seed=int(seed),
+        epochs=int(epochs if epochs is not None else hp.epochs),
+        max_train=max_train, backbone=backbone,
+    )

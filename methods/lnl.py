@@ -1,0 +1,113 @@
+"""Learning Not to Learn (Kim et al., CVPR 2019): unlearn a known bias by minimising the mutual
+information between features f(x) and the bias, through an adversarial bias predictor h.
+
+Eq. 9: min_{f,g} max_h  E[ L_c(y, g(f(x))) + λ E_{b~Q(·|f(x))}[log Q(b|f(x))] ] − μ L_B(f, h).
+Each iteration runs two phases (official trainer.py:95-165, read via shared/PROTOCOL-FACTS.md):
+
+1. f and g minimise cross-entropy plus λ times the negative conditional entropy of h's
+   prediction (h fixed): f is pushed to make h uncertain.
+2. h minimises the bias cross-entropy L_B on f(x) seen through a gradient reversal layer, so f
+   receives −μ ∂L_B/∂f: h learns to predict the bias while f learns to hide it.
+
+Defaults and their sources: λ = 0.01 on the mean of Σ p log p, the entropy averaged over every
+label position, background included (official trainer.py:107, 137); μ = 0.1, the gradient
+reversal scale (official trainer.py:22 — the code has no separate μ); SGD momentum 0.9, weight
+decay 5e-4 for all networks (trainer.py:58-61); lr ×0.1 every 40 epochs, 100 epochs, batch 128
+(option.py). The paper gives no learning rate; the official LNL run uses 0.001 starting from a
+trained baseline (train.sh:11), while we train from scratch at the baseline's 0.01 by default
+(``lr=0.001`` with a vanilla checkpoint is the official two-stage recipe). In phase 2 we step f's
+and h's optimisers only: under PyTorch ≥ 2.0 the official code's second ``main`` optimiser step
+(trainer.py:163) also leaves g untouched, since its gradients were set to None.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark import Method, hp, register_method
+from benchmark.method import grad_reverse
+from benchmark.nets import bias_correct, bias_loss, build_backbone, make_bias_head
+
+
+@dataclass(frozen=True)
+class LNLHParams:
+    lambda_entropy: float = hp(0.01, "LNL official trainer.py:107,137", "λ: weight of the negative conditional entropy",
+                               space=lambda r: 10 ** r.uniform(-3, 0))
+    mu_grl: float = hp(0.1, "LNL official trainer.py:22 (gradient reversal scale)", "μ: gradient reversal scale",
+                       space=lambda r: 10 ** r.uniform(-2, 0))
+    adversarial: bool = hp(True, "LNL Eq. 9", "phase 1 entropy term (False with grl=True is GRL alone)")
+    grl: bool = hp(True, "LNL Sec. 3.2", "reverse h's gradient into f in phase 2 (False = 'Ours-adv')")
+    lr: float = hp(0.01, "LNL official baseline lr option.py:12 (LNL itself: 0.001 from a trained baseline)",
+                   space=lambda r: 10 ** r.uniform(-3, -1))
+    momentum: float = hp(0.9, "LNL official trainer.py:58-61")
+    weight_decay: float = hp(5e-4, "LNL official trainer.py:58-61")
+    batch_size: int = hp(128, "LNL official option.py")
+    epochs: int = hp(100, "LNL official option.py")
+    lr_step: int = hp(40, "LNL official option.py:13-14")
+    lr_gamma: float = hp(0.1, "LNL official option.py:13-14")
+
+
+@register_method("lnl")
+class LNL(Method):
+    """Learning Not to Learn: adversarial bias head h + entropy term + gradient reversal (Kim et al. 2019)."""
+
+    HParams = LNLHParams
+    uses_bias_labels = True
+    paper = "Kim et al., Learning Not to Learn, CVPR 2019"
+
+    def __init__(self, hparams: LNLHParams, info, epochs):
+        super().__init__(hparams, info, epochs)
+        self.net = build_backbone(info)
+        self.heads = nn.ModuleList(make_bias_head(self.net.feat_shape, h) for h in info.bias_heads)
+        groups = {"f": self.net.f.parameters(), "g": self.net.g.parameters(), "h": self.heads.parameters()}
+        for name, params in groups.items():
+            self.optimizers[name] = torch.optim.SGD(params, lr=hparams.lr, momentum=hparams.momentum,
+                                                    weight_decay=hparams.weight_decay)
+            self.schedulers[name] = torch.optim.lr_scheduler.StepLR(self.optimizers[name], hparams.lr_step,
+                                                                    hparams.lr_gamma)
+
+    def update(self, batch):
+        hp_, opt = self.hparams, self.optimizers
+        # Phase 1: f, g minimise CE + λ·(negative conditional entropy of h), h fixed.
+        for o in opt.values():
+            o.zero_grad(set_to_none=True)
+        feat = self.net.f(batch.x)
+        loss_cls = F.cross_entropy(self.net.g(feat), batch.y)
+        neg_entropy = feat.new_zeros(())
+        if hp_.adversarial:
+            for head in self.heads:
+                logp = F.log_softmax(head(feat), dim=1)
+                neg_entropy = neg_entropy + (logp.exp() * logp).sum(1).mean()
+        (loss_cls + hp_.lambda_entropy * neg_entropy).backward()
+        opt["f"].step()
+        opt["g"].step()
+        # Phase 2: h minimises the bias loss; f gets the reversed gradient (scaled by μ).
+        for o in opt.values():
+            o.zero_grad(set_to_none=True)
+        feat = self.net.f(batch.x)
+        if hp_.grl:
+            feat = grad_reverse(feat, hp_.mu_grl)
+        else:
+            feat = feat.detach()
+        loss_bias = feat.new_zeros(())
+        for head, spec in zip(self.heads, self.info.bias_heads):
+            loss_bias = loss_bias + bias_loss(head(feat), batch.bias_target(spec.key), spec)
+        loss_bias.backward()
+        opt["h"].step()
+        if hp_.grl:
+            opt["f"].step()
+        return {"loss": loss_cls.detach(), "neg_entropy": neg_entropy.detach(), "bias_loss": loss_bias.detach()}
+
+    def predict(self, x):
+        return self.net(x)
+
+    def features(self, x):
+        return self.net.f(x)
+
+    def evaluate_extra(self, batch):
+        feat = self.net.f(batch.x)
+        return {f"bias_head_acc.{spec.name}": bias_correct(head(feat), batch.bias_target(spec.key), spec)
+                for head, spec in zip(self.heads, self.info.bias_heads)}
