@@ -112,6 +112,7 @@ class BiasedDataset:
     splits: dict[str, Split]
     params: dict
     fingerprint: str = ""
+    augment: object = None
 
     def __getitem__(self, split: str) -> Split:
         try:
@@ -137,6 +138,11 @@ class DatasetFamily:
     def info(self, params) -> DatasetInfo:
         raise NotImplementedError
 
+    def augment(self, params):
+        """Optional train-time augmentation: a function of a float N×C×H×W batch in [0, 1] on the
+        device returning one of the same shape (per-sample random, vectorised). None = no augmentation."""
+        return None
+
     def generate(self, params, data_root: Path) -> dict[str, Split]:
         raise NotImplementedError
 
@@ -157,7 +163,7 @@ class DatasetFamily:
             fingerprint = fingerprint_tensors({s: sp.tensors() for s, sp in splits.items()})
             atomic_torch_save({"splits": {k: dataclasses.asdict(v) for k, v in splits.items()},
                                "fingerprint": fingerprint, "params": to_dict(params)}, path)
-        return BiasedDataset(self.info(params), splits, to_dict(params), fingerprint)
+        return BiasedDataset(self.info(params), splits, to_dict(params), fingerprint, self.augment(params))
 
 
 def cache_key(name: str, version: str, params: dict) -> str:

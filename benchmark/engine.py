@@ -22,12 +22,14 @@ from .data import Split, atomic_torch_save, default_home
 from .hparams import from_dict
 from .method import Batch, Method
 from .metrics import SplitMeter
+from .noise import flip_labels
 from .registry import DATASETS, METHODS
 from .spec import RunSpec
 from .store import ResultStore, code_version, library_versions, now_iso
 
 EVAL_BATCH = 2048
 SUBSET_SEED = 0  # the fixed generator that picks the max_train subset, independent of the run seed
+MAX_DEVICE_BYTES = int(float(os.environ.get("BENCHMARK_MAX_DEVICE_GB", "8")) * 2**30)
 
 
 @dataclass
@@ -45,16 +47,27 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 class Loader:
-    """Batches a :class:`Split` held on the device: index, gather, normalise.
+    """Batches a :class:`Split`: index, gather, (augment), normalise — on the device.
+
+    Labels always live on the device. Inputs live there too unless they are larger than
+    ``max_device_bytes`` (e.g. a memory-mapped image cache), in which case each batch is gathered
+    on the host and copied over.
 
     Args:
-        split: the tensors (already on ``device``).
+        split: the tensors (on the host).
         mean, std: per-channel normalisation of inputs scaled to [0, 1].
+        device: where batches are delivered.
+        augment: optional function of a float batch in [0, 1] (train-time augmentation).
     """
 
-    def __init__(self, split: Split, mean, std, device):
-        self.split = split
+    def __init__(self, split: Split, mean, std, device, augment=None, max_device_bytes: int = MAX_DEVICE_BYTES):
+        x_bytes = split.x.numel() * split.x.element_size()
+        self.x_on_device = device.type == "cpu" or x_bytes <= max_device_bytes
+        x = split.x.to(device) if self.x_on_device else split.x
+        self.split = Split(x, split.y.to(device), split.b.to(device), split.aligned.to(device),
+                           {k: v.to(device) for k, v in split.attrs.items()})
         self.device = device
+        self.augment = augment
         shape = (1, -1, 1, 1) if split.x.dim() == 4 else (1, -1)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(shape)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(shape)
@@ -62,17 +75,31 @@ class Loader:
     def __len__(self) -> int:
         return len(self.split)
 
-    def batch(self, idx: torch.Tensor) -> Batch:
+    def batch(self, idx: torch.Tensor, augment: bool = False) -> Batch:
         s = self.split
-        x = s.x[idx]
-        x = (x.float() / 255.0 - self.mean) / self.std if x.dtype == torch.uint8 else x.float()
+        x = s.x[idx] if self.x_on_device else s.x[idx.cpu()].to(self.device, non_blocking=True)
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+            if augment and self.augment is not None:
+                x = self.augment(x)
+            x = (x - self.mean) / self.std
+        else:
+            x = x.float()
         return Batch(x, s.y[idx], s.b[idx], s.aligned[idx], idx, {k: v[idx] for k, v in s.attrs.items()})
 
-    def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False):
+    def batches(self, order: torch.Tensor, batch_size: int, augment: bool = False, drop_last: bool = False):
         n = len(order)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for i in range(0, stop, batch_size):
-            yield self.batch(order[i:i + batch_size])
+            yield self.batch(order[i:i + batch_size], augment)
+
+
+def _fixed_subset(split: Split, n: int | None) -> Split:
+    """A random subset of ``n`` samples fixed by ``SUBSET_SEED`` (independent of the run seed)."""
+    if n is None or n >= len(split):
+        return split
+    pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(SUBSET_SEED))
+    return split.subset(pick[:n].sort().values)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -107,7 +134,7 @@ def build_method(spec: RunSpec, info) -> Method:
 
 
 def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, device: str | None = None,
-        home: Path | None = None, mirror=None, progress: bool = True,
+        home: Path | None = None, mirror=None, progress: bool = True, tags: dict | None = None,
         on_epoch: Callable[[int, dict], None] | None = None) -> RunResult:
     """Train and evaluate ``spec``, store the record, mirror it; a stored spec is a no-op.
 
@@ -118,6 +145,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
         device: "cpu", "cuda", "cuda:1"; None picks CUDA when present.
         home: working folder for the dataset cache and checkpoints.
         mirror: an object with ``log_record(record)`` (e.g. ``MLflowMirror``), or None.
+        tags: labels stored with the record but not part of the spec (e.g. suite, profile).
         progress: show tqdm bars.
         on_epoch: called as ``on_epoch(epoch, history_row)`` after each checkpoint (tests use it
             to interrupt a run).
@@ -133,13 +161,13 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
     dataset = family.build(spec.dataset_params, data_root=data_root, cache_dir=home / "cache")
     info = dataset.info
     train_split = dataset["train"]
-    if spec.max_train is not None and spec.max_train < len(train_split):
-        pick = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(SUBSET_SEED))
-        train_split = train_split.subset(pick[: spec.max_train].sort().values)
-    loaders = {"train": Loader(train_split.to(dev), info.mean, info.std, dev)}
+    train_split = _fixed_subset(train_split, spec.max_train)
+    if spec.label_noise:
+        train_split = flip_labels(train_split, spec.label_noise, info.num_classes)
+    loaders = {"train": Loader(train_split, info.mean, info.std, dev, augment=dataset.augment)}
     for name, split in dataset.splits.items():
         if name != "train":
-            loaders[name] = Loader(split.to(dev), info.mean, info.std, dev)
+            loaders[name] = Loader(_fixed_subset(split, spec.max_eval), info.mean, info.std, dev)
 
     torch.manual_seed(spec.seed)
     method = build_method(spec, info).to(dev)
@@ -165,7 +193,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
 
     if not prepared:
         method.train()
-        prep_metrics = method.prepare(train_split, loaders["train"]) or {}
+        prep_metrics = method.prepare(loaders["train"]) or {}
         save(0)
 
     label = f"{spec.method}/{spec.dataset} seed={spec.seed}"
@@ -182,7 +210,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         te = time.time()
-        for batch in loaders["train"].batches(order, batch_size):
+        for batch in loaders["train"].batches(order, batch_size, augment=True):
             logs = method.update(batch)
             for k, v in logs.items():
                 v = v.detach() if torch.is_tensor(v) else torch.tensor(float(v))
@@ -211,6 +239,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
         "run_id": spec.run_id,
         "status": "done",
         "spec": spec.to_dict(),
+        "tags": dict(tags or {}),
         "dataset_fingerprint": dataset.fingerprint,
         "prepare": prep_metrics,
         "history": history,

@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .data import DatasetInfo, Split
+from .data import DatasetInfo
 
 
 @dataclass
@@ -41,12 +41,15 @@ class Method(nn.Module):
             must have ``batch_size``.
         uses_bias_labels: True if training reads bias labels (reports mark such methods).
         paper: the paper the method implements, for reports.
+        tiny_hparams: overrides that make a run take seconds (e.g. fewer preparation epochs),
+            used by the registry-wide contract test; never used for reported numbers.
     """
 
     name: ClassVar[str]
     HParams: ClassVar[type]
     uses_bias_labels: ClassVar[bool] = False
     paper: ClassVar[str] = ""
+    tiny_hparams: ClassVar[dict] = {}
 
     def __init__(self, hparams, info: DatasetInfo, epochs: int):
         super().__init__()
@@ -68,8 +71,14 @@ class Method(nn.Module):
         """The representation f(x) that bias probes read (default: the input flattened)."""
         return x.flatten(1)
 
-    def prepare(self, train: Split, loader) -> dict[str, float]:
-        """Optional stage before the main loop (e.g. a biased model for PGD). ``loader`` batches ``train``."""
+    def prepare(self, loader) -> dict[str, float]:
+        """Optional stage before the main loop (e.g. PGD's biased model and sampler).
+
+        ``loader`` is the engine's :class:`benchmark.engine.Loader` over the training split
+        (``loader.split`` holds its tensors on the device; ``loader.batches(order, batch_size,
+        augment=True)`` yields :class:`Batch` objects). Its result is checkpointed with the method,
+        so a resumed run does not repeat it. Returns metrics stored in the record's ``prepare``.
+        """
         return {}
 
     def sample_indices(self, n: int, generator: torch.Generator) -> torch.Tensor | None:

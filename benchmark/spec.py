@@ -26,6 +26,9 @@ class RunSpec:
         epochs: training epochs.
         max_train: train on this many samples (a fixed random subset) instead of all; None = all.
         backbone: backbone name, or None for the dataset's default.
+        label_noise: fraction of training labels flipped to a wrong class (PGD App. B.3).
+        max_eval: evaluate on a fixed random subset of this many samples per split (smoke tests);
+            None = the whole split, as every reported number must be.
     """
 
     method: str
@@ -36,6 +39,8 @@ class RunSpec:
     epochs: int = 1
     max_train: int | None = None
     backbone: str | None = None
+    label_noise: float = 0.0
+    max_eval: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SPEC_SCHEMA, **dataclasses.asdict(self)}
@@ -56,7 +61,7 @@ class RunSpec:
 
 def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, hparams: dict | None = None,
               seed: int = 0, epochs: int | None = None, max_train: int | None = None,
-              backbone: str | None = None) -> RunSpec:
+              backbone: str | None = None, label_noise: float = 0.0, max_eval: int | None = None) -> RunSpec:
     """Resolve names and overrides into a complete :class:`RunSpec`.
 
     ``dataset_params`` and ``hparams`` hold overrides only (strings from the CLI are converted);
@@ -68,13 +73,16 @@ def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, 
     family = DATASETS.get(dataset)
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if max_train is not None and max_train < 1:
-        raise ValueError(f"max_train must be >= 1, got {max_train}")
+    for name, value in (("max_train", max_train), ("max_eval", max_eval)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if not 0.0 <= label_noise < 1.0:
+        raise ValueError(f"label_noise={label_noise} must be in [0, 1)")
     hp = from_dict(method_cls.HParams, hparams)
     return RunSpec(
         method=method, dataset=dataset,
         dataset_params=to_dict(from_dict(family.Params, dataset_params)),
         hparams=to_dict(hp), seed=int(seed),
         epochs=int(epochs if epochs is not None else hp.epochs),
-        max_train=max_train, backbone=backbone,
+        max_train=max_train, backbone=backbone, label_noise=float(label_noise), max_eval=max_eval,
     )

@@ -93,6 +93,8 @@ def flatten_record(r: dict[str, Any]) -> dict[str, Any]:
            "fingerprint": r.get("dataset_fingerprint"), "created": r.get("created")}
     row.update({f"p.{k}": _scalar(v) for k, v in spec["dataset_params"].items()})
     row.update({f"hp.{k}": _scalar(v) for k, v in spec["hparams"].items()})
+    row.update({f"tag.{k}": _scalar(v) for k, v in (r.get("tags") or {}).items()})
+    row["label_noise"] = spec.get("label_noise", 0.0)
     for split, metrics in (r.get("final") or {}).items():
         for k, v in metrics.items():
             if isinstance(v, (int, float)) or v is None:
