@@ -121,6 +121,8 @@ def code_version() -> dict[str, Any]:
                                     capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", None
+    if not commit:  # e.g. a copy of the tree without .git on a remote GPU machine
+        commit, dirty = os.environ.get("BENCHMARK_CODE_COMMIT", ""), None
     from importlib import metadata
     try:
         version = metadata.version("biasbench")
