@@ -70,7 +70,13 @@ class Registry(Generic[T]):
             self._load(ep)
 
     def _load(self, ep) -> None:
-        obj = ep.load()
+        try:
+            obj = ep.load()
+        except RegistryError:
+            raise
+        except Exception as e:
+            raise RegistryError(f"{self.kind} plug-in {ep.name!r} ({ep.value}, group {self.group!r}) failed to "
+                                f"load: {type(e).__name__}: {e}") from e
         if inspect.isclass(obj) and getattr(obj, "name", None) != ep.name:
             raise RegistryError(
                 f"entry point {ep.name!r} in group {self.group!r} points to {ep.value}, "
@@ -79,6 +85,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> type[T]:
         """Return the class registered as ``name``, loading plug-ins as needed."""
+        if name not in self._classes:  # load the plug-in of that name only, then everything
+            for ep in metadata.entry_points(group=self.group, name=name):
+                self._load(ep)
         if name not in self._classes:
             self.load_entry_points()
         try:
