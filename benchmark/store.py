@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from datetime import datetime, timezone
@@ -121,7 +122,7 @@ def code_version() -> dict[str, Any]:
                                     capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", None
-    if not commit:  # e.g. a copy of the tree without .git on a remote GPU machine
+    if not re.fullmatch(r"[0-9a-f]{40}", commit or ""):  # e.g. a copy of the tree without .git (a GPU machine)
         commit, dirty = os.environ.get("BENCHMARK_CODE_COMMIT", ""), None
     from importlib import metadata
     try:
