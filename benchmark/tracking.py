@@ -44,14 +44,17 @@ class MLflowMirror:
             return None
 
     def _log(self, record: dict[str, Any]) -> str:
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        artifacts = None
+        if self.uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in the cwd
+            db = Path(self.uri[len("sqlite:///"):])
+            db.parent.mkdir(parents=True, exist_ok=True)
+            artifacts = (db.parent / "mlartifacts").resolve().as_uri()
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=self.uri)
         exp = client.get_experiment_by_name(self.experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(self.experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(self.experiment, artifact_location=artifacts)
         spec = record["spec"]
         tags = {"run_id": record["run_id"], "dataset_fingerprint": record.get("dataset_fingerprint", ""),
                 "method": spec["method"], "dataset": spec["dataset"], "status": record.get("status", "done"),
