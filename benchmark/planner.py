@@ -1,0 +1,505 @@
+"""The planner: suites → run specs → what is left to do, in which order, at what cost.
+
+:func:`make_plan` expands each suite's grid for a profile into :class:`benchmark.spec.RunSpec`\\ s
+(one spec shared by every suite that needs it), marks those already in the result store as
+cached, skips runs that cannot be built — a method or dataset that is not registered, a parameter
+the plug-in does not have, data files that are missing — with one line per (suite, reason), estimates
+each run's cost from the wall times of similar stored runs and orders the rest.
+
+Cost model: each stored run of the same method and dataset gives two rates — seconds per training
+sample-epoch (its epochs' training time) and seconds per evaluated sample-epoch (the rest of its
+wall time: evaluation, data loading, preparation) — and a new run costs, with the medians,
+epochs × (training samples × train rate + evaluated samples × eval rate), preferring runs on the
+same kind of device (cpu / cuda). Preparation stages (e.g. PGD's biased model) do not scale with
+their own epochs here, so extrapolating from short smoke runs is rough. Runs without a similar
+stored run fall back to the medians of all stored runs (marked approximate), or to none when the
+store is empty.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .spec import RunSpec
+from .store import ResultStore
+
+ORDERS = ("cheap", "suite")
+
+
+@dataclass
+class PlannedRun:
+    """One run of the plan.
+
+    Attributes:
+        spec: the resolved run.
+        suites: every selected suite that contains it (the first one tags the record).
+        profile: the budget profile it was planned under.
+        setting: a readable description of its setting.
+        cached: already in the result store.
+        estimate_s: estimated wall seconds (None: nothing to estimate from).
+        estimate_kind: "similar" (same method and dataset), "global" (median of all runs), "none".
+        position: index in the suites' own order (for ``order="suite"``).
+    """
+
+    spec: RunSpec
+    suites: list[str]
+    profile: str
+    setting: str
+    cached: bool = False
+    estimate_s: float | None = None
+    estimate_kind: str = "none"
+    position: int = 0
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Stored with the record: which suite and profile it was run for (never part of the id)."""
+        tags = {"suite": self.suites[0], "profile": self.profile}
+        if len(self.suites) > 1:
+            tags["suites"] = ",".join(self.suites)
+        return tags
+
+    def describe(self) -> str:
+        return f"{self.spec.method} on {self.setting} seed={self.spec.seed}"
+
+
+@dataclass
+class Skip:
+    """Runs of a suite that cannot be planned, with the reason (one line each when printed)."""
+
+    suite: str
+    reason: str
+    runs: int
+
+
+@dataclass
+class Plan:
+    """The outcome of :func:`make_plan`."""
+
+    profile: str
+    suites: list[str]
+    runs: list[PlannedRun] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def todo(self) -> list[PlannedRun]:
+        return [r for r in self.runs if not r.cached]
+
+    @property
+    def cached(self) -> list[PlannedRun]:
+        return [r for r in self.runs if r.cached]
+
+    def estimate_s(self, runs: Iterable[PlannedRun] | None = None) -> tuple[float, int]:
+        """(sum of known estimates, number of runs without one) over ``runs`` (default: to do)."""
+        runs = self.todo if runs is None else list(runs)
+        known = [r.estimate_s for r in runs if r.estimate_s is not None]
+        return float(sum(known)), len(runs) - len(known)
+
+    def select(self, match: Iterable[str] | None = None, limit: int | None = None) -> None:
+        """Keep the runs whose ``suite: description`` contains every string of ``match``, and of
+        the runs to do only the first ``limit`` (a slice of a suite, e.g. for a first GPU try)."""
+        if match:
+            self.runs = [r for r in self.runs if all(_matches(m, f"{','.join(r.suites)}: {r.describe()}") for m in match)]
+        if limit is not None:
+            todo = {r.run_id for r in self.todo[:max(limit, 0)]}
+            self.runs = [r for r in self.runs if r.cached or r.run_id in todo]
+
+    def skip_lines(self) -> list[str]:
+        return [f"skipped {s.runs} run(s) of {s.suite}: {s.reason}" for s in self.skipped]
+
+    def render(self, slots: int = 1, verbose: bool = False) -> str:
+        """The ``--dry-run`` text: per suite counts, cached, estimated cost; skips; totals."""
+        lines = [f"Plan: profile {self.profile!r}, suites: {', '.join(self.suites) or '(none)'}"]
+        by_suite: dict[str, list[PlannedRun]] = defaultdict(list)
+        for r in self.runs:
+            for s in r.suites:
+                by_suite[s].append(r)
+        width = max([len(s) for s in self.suites] + [5])
+        for s in self.suites:
+            runs = by_suite.get(s, [])
+            todo = [r for r in runs if not r.cached]
+            est, unknown = self.estimate_s(todo)
+            cost = format_duration(est) + (f" + {unknown} run(s) without an estimate" if unknown else "")
+            lines.append(f"  {s:<{width}}  {len(runs):>4} runs  {len(runs) - len(todo):>4} cached  "
+                         f"{len(todo):>4} to run  est. {cost}")
+        lines.extend("  " + line for line in self.skip_lines())
+        lines.extend("  note: " + n for n in self.notes)
+        if verbose:
+            for r in self.runs:
+                est = "cached" if r.cached else (
+                    f"{format_duration(r.estimate_s)}{'~' if r.estimate_kind == 'global' else ''}"
+                    if r.estimate_s is not None else "?")
+                lines.append(f"    {r.run_id}  {est:>9}  {','.join(r.suites)}: {r.describe()}  "
+                             f"epochs={r.spec.epochs} max_train={r.spec.max_train}")
+        est, unknown = self.estimate_s()
+        n_todo = len(self.todo)
+        wall = est / max(1, min(slots, n_todo)) if n_todo else 0.0
+        lines.append(
+            f"Total: {len(self.runs)} runs, {len(self.cached)} cached, {n_todo} to run; estimated "
+            f"{format_duration(est)} of run time" + (f" (+{unknown} without an estimate)" if unknown else "")
+            + (f", about {format_duration(wall)} on {slots} slot(s)" if n_todo and slots > 1 else ""))
+        if not n_todo and self.runs:
+            lines.append("Everything is cached: nothing to run.")
+        return "\n".join(lines)
+
+
+def _matches(pattern: str, text: str) -> bool:
+    """``pattern`` equals a token of ``text`` (split at blanks, commas, parentheses, colons:
+    "sigma2=0.02" does not match "sigma2=0.025"), or, if it spans several tokens, is a substring."""
+    import re
+    sep = r"[\s,():]+"
+    if re.search(sep, pattern):
+        return pattern in text
+    return pattern in re.split(sep, text)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def select_suites(names: Iterable[str] | None = None) -> list:
+    """Suite instances by name (all registered suites, sorted, when ``names`` is None)."""
+    from .suites import SUITES
+    if names is None:
+        names = SUITES.names()
+    return [SUITES.get(n)() for n in names]
+
+
+def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | None = None,
+              data_root: str | Path | None = None, home: str | Path | None = None, order: str = "cheap",
+              device: str | None = None, check_data: bool = True) -> Plan:
+    """Expand ``suites`` under ``profile`` into a :class:`Plan`.
+
+    Args:
+        suites: :class:`benchmark.suites.Suite` instances (see :func:`select_suites`).
+        profile: "paper" or "quick" (a suite without that profile is skipped with a line).
+        store: the result store (cached runs are those it holds).
+        data_root: where dataset files live; ``home``: the working folder (dataset cache).
+        order: "cheap" (cheapest estimated first; the grid order breaks ties) or "suite" (the
+            suites' own order: suite by suite, methods × settings × seeds).
+        device: the device runs will use ("cpu", "cuda", ...), to prefer stored wall times
+            measured on the same kind of device.
+        check_data: check that each dataset's files are present (see :func:`data_problem`).
+    """
+    from .data import default_home
+    from .registry import DATASETS, METHODS
+    from .spec import make_spec
+
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    store = store or ResultStore()
+    home = Path(home) if home else default_home()
+    suites = list(suites)
+    plan = Plan(profile, [s.name for s in suites])
+    by_id: dict[str, PlannedRun] = {}
+    data_checked: dict[str, str | None] = {}
+    position = 0
+    for suite in suites:
+        if profile not in suite.profiles:
+            plan.skipped.append(Skip(suite.name, f"no profile {profile!r} (profiles: {', '.join(sorted(suite.profiles))})", 0))
+            continue
+        cells = list(suite.cells(profile))
+        reasons: dict[str, int] = defaultdict(int)
+        ignored: dict[str, set[str]] = defaultdict(set)
+        for cell in cells:
+            position += 1
+            ds = cell.setting.dataset
+            if cell.method not in METHODS:
+                reasons[f"method {cell.method!r} is not registered"] += 1
+                continue
+            if ds not in DATASETS:
+                reasons[f"dataset {ds!r} is not registered"] += 1
+                continue
+            method_cls = METHODS.get(cell.method)
+            hparams, missing = cell.resolved_hparams(method_cls)
+            if missing:
+                ignored[cell.method].update(missing)
+            try:
+                extra = {"pretrained": cell.setting.pretrained} if cell.setting.pretrained else {}
+                spec = make_spec(cell.method, ds, dataset_params=dict(cell.setting.params), hparams=hparams,
+                                 seed=cell.seed, epochs=cell.epochs, max_train=cell.max_train,
+                                 label_noise=cell.setting.label_noise, max_eval=cell.max_eval,
+                                 backbone=cell.setting.backbone, **extra)
+            except (ValueError, TypeError) as e:
+                reasons[f"cannot build the spec: {e}"] += 1
+                continue
+            if spec.run_id in by_id:
+                planned = by_id[spec.run_id]
+                if suite.name not in planned.suites:
+                    planned.suites.append(suite.name)
+                continue
+            if check_data:
+                if ds not in data_checked:
+                    data_checked[ds] = data_problem(ds, spec.dataset_params, data_root, home)
+                if data_checked[ds] is not None:
+                    reasons[data_checked[ds]] += 1
+                    continue
+            planned = PlannedRun(spec, [suite.name], profile, cell.setting.describe(),
+                                 cached=store.has(spec.run_id), position=position)
+            by_id[spec.run_id] = planned
+            plan.runs.append(planned)
+        for reason, n in reasons.items():
+            plan.skipped.append(Skip(suite.name, reason, n))
+        for method, names in sorted(ignored.items()):
+            plan.notes.append(f"{suite.name}: {method} has no {', '.join(sorted(names))} "
+                              f"(shared '*' hyperparameters not applied to it)")
+    estimate(plan.runs, store, device, home)
+    if order == "cheap":
+        plan.runs.sort(key=lambda r: (r.estimate_s if r.estimate_s is not None else math.inf, r.position))
+    else:
+        plan.runs.sort(key=lambda r: r.position)
+    return plan
+
+
+def data_problem(dataset: str, params: dict, data_root, home: Path) -> str | None:
+    """None if ``dataset``'s data is usable, else one line saying what is missing where.
+
+    Uses the family's :meth:`~benchmark.data.DatasetFamily.check_data` when it implements one;
+    otherwise a cached copy of this setting counts as present, and failing that the setting is
+    built once (a :class:`~benchmark.data.DataRootError` means missing files; the build also fills
+    the cache the runs will read).
+    """
+    from .data import DataRootError, resolve_data_root
+    from .registry import DATASETS
+
+    family = DATASETS.get(dataset)()
+    root = resolve_data_root(data_root)
+    try:
+        if family.check_data(root):
+            return None
+        if cache_file(dataset, params, home).is_file() and _any_sizes(dataset, home):
+            return None
+        build_once(dataset, params, root, home, sizes=True)
+    except DataRootError as e:
+        return f"data for {dataset!r} is missing: {one_line(str(e), getattr(family, 'layout', '') or '')}"
+    return None
+
+
+def cache_file(dataset: str, params: dict, home: Path) -> Path:
+    """Where :meth:`benchmark.data.DatasetFamily.build` caches ``dataset`` with ``params``."""
+    from .data import cache_key
+    from .hparams import from_dict, to_dict
+    from .registry import DATASETS
+    family = DATASETS.get(dataset)
+    key = cache_key(family.name, family.version, to_dict(from_dict(family.Params, params)))
+    return Path(home) / "cache" / family.name / f"{key}.pt"
+
+
+def build_once(dataset: str, params: dict, data_root, home: Path, sizes: bool = False) -> None:
+    """Generate and cache a dataset unless cached, one process at a time: parallel workers that
+    start with the same uncached setting wait for the first one's file instead of all generating
+    it (an exclusive ``flock`` on ``<cache file>.lock``). A build also writes the split sizes
+    beside the cache file (``sizes=True``: also for a cached copy), for cost estimates."""
+    import fcntl
+
+    from .registry import DATASETS
+    path = cache_file(dataset, params, home)
+    sidecar = path.with_suffix(".sizes.json")
+    if path.is_file() and (sidecar.is_file() or not sizes):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not path.is_file() or not sidecar.is_file():
+                ds = DATASETS.get(dataset)().build(params, data_root=data_root, cache_dir=Path(home) / "cache")
+                sidecar.write_text(json.dumps({name: len(split) for name, split in ds.splits.items()}))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _any_sizes(dataset: str, home: Path | None) -> dict[str, int] | None:
+    """Split sizes of any cached setting of ``dataset`` (sizes rarely depend on the parameters)."""
+    if home is None:
+        return None
+    from .registry import DATASETS
+    for p in sorted((Path(home) / "cache" / DATASETS.get(dataset).name).glob("*.sizes.json")):
+        try:
+            return json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def split_sizes(dataset: str, params: dict, home: Path) -> dict[str, int] | None:
+    """Split sizes of a dataset built by :func:`build_once` (for cost estimates), else None."""
+    try:
+        return json.loads(cache_file(dataset, params, home).with_suffix(".sizes.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def one_line(message: str, layout: str = "") -> str:
+    """A :class:`~benchmark.data.DataRootError` message (what is missing, the expected layout, how
+    to set the data root — several lines) as one line."""
+    head, _, rest = message.partition("Expected layout:")
+    first = head.strip().splitlines()[0].rstrip(":") if head.strip() else ""
+    layout_text = rest.split("Set the data root")[0] if rest else layout
+    parts = [first]
+    if layout_text.strip():
+        parts.append("expected layout: " + " · ".join(line.strip() for line in layout_text.strip().splitlines()))
+    parts.append("set --data-root or $BENCHMARK_DATA_ROOT")
+    return "; ".join(p for p in parts if p)
+
+
+# --- cost model -------------------------------------------------------------------------------
+
+def _train_samples(record: dict[str, Any]) -> int | None:
+    spec = record["spec"]
+    if spec.get("max_train"):
+        return int(spec["max_train"])
+    for row in record.get("history") or []:
+        if row.get("images_per_s") and row.get("train_time_s"):
+            return int(round(row["images_per_s"] * row["train_time_s"]))
+    return None
+
+
+def _device_kind(device: str | None) -> str:
+    if device:
+        return "cuda" if str(device).startswith("cuda") else "cpu"
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:  # noqa: BLE001 - a broken CUDA setup just means "cpu" here
+        return "cpu"
+
+
+def _eval_samples(spec: dict, sizes: dict[str, int] | None) -> int | None:
+    """Samples evaluated per epoch: every split but train, each capped at ``max_eval``."""
+    if not sizes:
+        return spec.get("max_eval")
+    cap = spec.get("max_eval")
+    return sum(min(n, cap) if cap else n for name, n in sizes.items() if name != "train")
+
+
+@dataclass
+class Rate:
+    """Cost rates of one stored run: seconds per training sample-epoch (``train``, from the
+    epochs' training time) and per evaluated sample-epoch (``eval``: the rest of the wall time —
+    evaluation, data loading, preparation — spread over the evaluated samples)."""
+
+    train: float
+    eval: float = 0.0
+
+
+def rates(store: ResultStore, home: Path | None = None) -> tuple[dict, dict]:
+    """Cost rates of stored runs: ({(method, dataset, device kind): [Rate]}, {dataset: full
+    training-set size seen in runs without max_train})."""
+    out: dict[tuple[str, str, str], list[Rate]] = defaultdict(list)
+    full_size: dict[str, int] = {}
+    for rec in store.records():
+        spec = rec.get("spec") or {}
+        wall, epochs = rec.get("wall_time_s"), spec.get("epochs")
+        n = _train_samples(rec)
+        if not (wall and epochs and n):
+            continue
+        kind = "cuda" if str(rec.get("device", "")).startswith("cuda") else "cpu"
+        train_s = sum(row.get("train_time_s") or 0.0 for row in rec.get("history") or [])
+        sizes = (split_sizes(spec["dataset"], spec.get("dataset_params", {}), home) or _any_sizes(spec["dataset"], home)
+                 if home is not None else None)
+        m = _eval_samples(spec, sizes)
+        if train_s > 0 and m:
+            rate = Rate(train_s / (epochs * n), max(wall - train_s, 0.0) / (epochs * m))
+        else:  # no per-epoch timings: all of the wall time counts as training
+            rate = Rate(wall / (epochs * n))
+        out[(spec["method"], spec["dataset"], kind)].append(rate)
+        if not spec.get("max_train"):
+            full_size[spec["dataset"]] = n
+    return out, full_size
+
+
+def estimate(runs: list[PlannedRun], store: ResultStore, device: str | None = None, home: Path | None = None) -> None:
+    """Fill ``estimate_s``/``estimate_kind`` of each run from the stored runs' rates:
+    epochs × (training samples × train rate + evaluated samples × eval rate), medians over the
+    similar runs. A run on the whole training set takes its size from the dataset cache's sizes
+    (written when the planner or a worker builds the dataset) or from a stored full run."""
+    if not runs:
+        return
+    table, full_size = rates(store, home)
+    kind = _device_kind(device)
+    pool = [r for k, v in table.items() if k[2] == kind for r in v] or [r for v in table.values() for r in v]
+    for run in runs:
+        spec = run.spec
+        sizes = None
+        if home is not None:
+            sizes = split_sizes(spec.dataset, spec.dataset_params, home) or _any_sizes(spec.dataset, home)
+        n = spec.max_train or (sizes or {}).get("train") or full_size.get(spec.dataset)
+        if n is None:
+            continue
+        m = _eval_samples(spec.to_dict(), sizes) or 0
+        similar = table.get((spec.method, spec.dataset, kind)) or table.get(
+            (spec.method, spec.dataset, "cuda" if kind == "cpu" else "cpu"))
+        found, run.estimate_kind = (similar, "similar") if similar else (pool, "global")
+        if not found:
+            run.estimate_kind = "none"
+            continue
+        train = statistics.median(r.train for r in found)
+        ev = statistics.median(r.eval for r in found)
+        run.estimate_s = spec.epochs * (n * train + m * ev)
+
+
+# --- status -----------------------------------------------------------------------------------
+
+def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = ("paper", "quick")) -> str:
+    """What ``python -m benchmark status`` prints: per suite and profile, runs done / running /
+    failed / to do; then the live claims (with host, pid, heartbeat) and the failure records."""
+    import time
+
+    from .claims import ClaimBoard
+
+    board = ClaimBoard(store.root)
+    claims = {c["run_id"]: c for c in board.claims()}
+    failures = {f["run_id"]: f for f in board.failures() if not store.has(f["run_id"])}
+    suites = list(suites)
+    rows, in_suites = [], set()
+    for suite in suites:
+        for profile in profiles:
+            if profile not in suite.profiles:
+                continue
+            plan = make_plan([suite], profile, store=store, check_data=False, order="suite")
+            ids = [r.run_id for r in plan.runs]
+            in_suites.update(ids)
+            done = sum(store.has(i) for i in ids)
+            running = sum(i in claims and not claims[i]["stale"] and not store.has(i) for i in ids)
+            failed = sum(i in failures and not (i in claims and not claims[i]["stale"]) for i in ids)
+            skipped = sum(s.runs for s in plan.skipped)
+            rows.append((suite.name, profile, len(ids) + skipped, done, running, failed,
+                         len(ids) - done - running - failed, skipped))
+    width = max([len(r[0]) for r in rows] + [5])
+    lines = [f"Result store: {store.root}",
+             f"{'suite':<{width}}  profile  {'runs':>5}  {'done':>5}  {'running':>7}  {'failed':>6}  {'to do':>5}  {'skipped':>7}"]
+    lines += [f"{n:<{width}}  {p:<7}  {t:>5}  {d:>5}  {r:>7}  {f:>6}  {todo:>5}  {sk:>7}" for n, p, t, d, r, f, todo, sk in rows]
+    lines.append("  (skipped: not plannable here — a method or dataset not registered, or a parameter it lacks)")
+    now = time.time()
+    live = [c for c in claims.values() if not store.has(c["run_id"])]
+    lines.append(f"Running ({len(live)} claim(s)):" if live else "Running: nothing")
+    for c in live:
+        state = "STALE (owner gone; the next run takes it over)" if c["stale"] else "running"
+        lines.append(f"  {c['run_id']}  {state}  {c.get('host')} pid {c.get('pid')}"
+                     f"{' job ' + str(c['job_id']) if c.get('job_id') else ''}  for {format_duration(now - c.get('started', now))}, "
+                     f"heartbeat {now - c.get('heartbeat', now):.0f}s ago  {c.get('label', '')}")
+    lines.append(f"Failed ({len(failures)}):" if failures else "Failed: none")
+    for f in failures.values():
+        spec = f.get("spec") or {}
+        lines.append(f"  {f['run_id']}  {spec.get('method')} on {spec.get('dataset')} seed={spec.get('seed')} "
+                     f"[{(f.get('tags') or {}).get('suite', '-')}], {f.get('attempts')} attempt(s): {f.get('error')}")
+    if failures:
+        lines.append(f"  tracebacks: {board.failures_dir}/<run_id>.json")
+    n_records = sum(1 for _ in store.root.glob("*.json")) if store.root.is_dir() else 0
+    outside = n_records - sum(store.has(i) for i in in_suites)
+    lines.append(f"Stored records: {n_records} ({outside} outside the suites above)")
+    return "\n".join(lines)
