@@ -95,6 +95,7 @@ class DatasetInfo:
     backbone: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    backbone_options: dict = field(default_factory=dict)  # e.g. {"pretrained": PATH}, from the run spec
 
 
 @dataclass
@@ -146,6 +147,13 @@ class DatasetFamily:
     def generate(self, params, data_root: Path) -> dict[str, Split]:
         raise NotImplementedError
 
+    def check_data(self, data_root: Path) -> bool:
+        """Optional and cheap: raise :class:`DataRootError` if files :meth:`generate` reads are
+        missing under ``data_root``; return True when they are there. The planner calls it to skip
+        runs whose data is absent. The default returns False ("not checked"): the planner then
+        builds one dataset of the family to find out (which also warms the cache)."""
+        return False
+
     def build(self, params: dict | object | None = None, data_root: str | Path | None = None,
               cache_dir: str | Path | None = None) -> BiasedDataset:
         """Generate (or load from the cache) the dataset for these parameters."""
@@ -154,6 +162,9 @@ class DatasetFamily:
         key = cache_key(self.name, self.version, to_dict(params))
         cache = Path(cache_dir) if cache_dir else default_home() / "cache"
         path = cache / self.name / f"{key}.pt"
+        memo = _MEMO.get(str(path))
+        if memo is not None and path.exists():
+            return memo
         if path.exists():
             blob = torch.load(path, weights_only=False)
             splits = {k: Split(**v) for k, v in blob["splits"].items()}
@@ -163,7 +174,15 @@ class DatasetFamily:
             fingerprint = fingerprint_tensors({s: sp.tensors() for s, sp in splits.items()})
             atomic_torch_save({"splits": {k: dataclasses.asdict(v) for k, v in splits.items()},
                                "fingerprint": fingerprint, "params": to_dict(params)}, path)
-        return BiasedDataset(self.info(params), splits, to_dict(params), fingerprint, self.augment(params))
+        dataset = BiasedDataset(self.info(params), splits, to_dict(params), fingerprint, self.augment(params))
+        _MEMO[str(path)] = dataset
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.pop(next(iter(_MEMO)))
+        return dataset
+
+
+_MEMO: dict[str, BiasedDataset] = {}  # built datasets of this process (treated as read-only)
+_MEMO_SIZE = 2
 
 
 def cache_key(name: str, version: str, params: dict) -> str:

@@ -28,6 +28,7 @@ from .spec import RunSpec
 from .store import ResultStore, code_version, library_versions, now_iso
 
 EVAL_BATCH = 2048
+EVAL_BATCH_ELEMENTS = 2**24  # cap on input values per evaluation batch: 2048 MNIST images, 111 at 3×224×224
 SUBSET_SEED = 0  # the fixed generator that picks the max_train subset, independent of the run seed
 MAX_DEVICE_BYTES = int(float(os.environ.get("BENCHMARK_MAX_DEVICE_GB", "8")) * 2**30)
 
@@ -114,7 +115,8 @@ def evaluate(method: Method, loader: Loader, num_classes: int, num_bias_classes:
     meter = SplitMeter(num_classes, num_bias_classes, loader.device)
     order = torch.arange(len(loader), device=loader.device)
     with torch.no_grad():
-        for batch in loader.batches(order, EVAL_BATCH):
+        per_sample = max(1, loader.split.x[0].numel()) if len(loader) else 1
+        for batch in loader.batches(order, max(1, min(EVAL_BATCH, EVAL_BATCH_ELEMENTS // per_sample))):
             meter.add(method.predict(batch.x).argmax(1), batch.y, batch.b, batch.aligned)
             meter.add_extra(method.evaluate_extra(batch))
     method.train(was_training)
@@ -125,17 +127,49 @@ def checkpoint_path(spec: RunSpec, home: Path | None = None) -> Path:
     return (home or default_home()) / "checkpoints" / f"{spec.run_id}.pt"
 
 
+def model_path(run_id: str, home: Path | None = None) -> Path:
+    """Where :func:`run` keeps a finished run's final weights (``keep_model=True``)."""
+    return (Path(home) if home else default_home()) / "models" / f"{run_id}.pt"
+
+
+def load_trained(spec_or_record, home: Path | None = None, device: str | None = "cpu") -> Method:
+    """Rebuild a finished run's method and load its final weights, in eval mode.
+
+    Args:
+        spec_or_record: a :class:`RunSpec`, a spec dict, or a stored record (with ``"spec"``).
+        home: the working folder the run used (default ``$BENCHMARK_HOME``).
+        device: where to put the model.
+
+    Raises:
+        FileNotFoundError: the run kept no weights (it finished with ``keep_model=False``).
+    """
+    spec = spec_or_record
+    if isinstance(spec, dict):
+        spec = RunSpec.from_dict(spec.get("spec", spec))
+    path = model_path(spec.run_id, home)
+    if not path.is_file():
+        raise FileNotFoundError(f"run {spec.run_id} kept no weights at {path}; rerun it with keep_model=True")
+    family = DATASETS.get(spec.dataset)
+    info = family().info(from_dict(family.Params, spec.dataset_params))
+    dev = pick_device(device)
+    method = build_method(spec, info)
+    method.load_state_dict(torch.load(path, map_location=dev, weights_only=True)["model"])
+    return method.to(dev).eval()
+
+
 def build_method(spec: RunSpec, info) -> Method:
     cls = METHODS.get(spec.method)
     hp = from_dict(cls.HParams, spec.hparams)
     if spec.backbone:
         info = type(info)(**{**info.__dict__, "backbone": spec.backbone})
+    if getattr(spec, "pretrained", None):
+        info = type(info)(**{**info.__dict__, "backbone_options": {**info.backbone_options, "pretrained": spec.pretrained}})
     return cls(hp, info, spec.epochs)
 
 
 def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, device: str | None = None,
         home: Path | None = None, mirror=None, progress: bool = True, tags: dict | None = None,
-        on_epoch: Callable[[int, dict], None] | None = None) -> RunResult:
+        on_epoch: Callable[[int, dict], None] | None = None, keep_model: bool = True) -> RunResult:
     """Train and evaluate ``spec``, store the record, mirror it; a stored spec is a no-op.
 
     Args:
@@ -149,6 +183,8 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
         progress: show tqdm bars.
         on_epoch: called as ``on_epoch(epoch, history_row)`` after each checkpoint (tests use it
             to interrupt a run).
+        keep_model: save the final ``method.state_dict()`` to ``<home>/models/<run_id>.pt``
+            (see :func:`load_trained`; bias probes read it).
     """
     store = store or ResultStore()
     if store.has(spec.run_id):
@@ -251,6 +287,8 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
         "created": now_iso(),
         "host": os.uname().nodename,
     }
+    if keep_model:
+        atomic_torch_save({"spec": spec.to_dict(), "model": method.state_dict()}, model_path(spec.run_id, home))
     store.put(record)
     ckpt.unlink(missing_ok=True)
     if mirror is not None:

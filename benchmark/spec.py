@@ -29,6 +29,9 @@ class RunSpec:
         label_noise: fraction of training labels flipped to a wrong class (PGD App. B.3).
         max_eval: evaluate on a fixed random subset of this many samples per split (smoke tests);
             None = the whole split, as every reported number must be.
+        pretrained: backbone weights to start from ("imagenet" or a file path, see
+            ``benchmark.nets_resnet``); None = random initialisation. Left out of the canonical
+            JSON when None, so run ids of specs without it are unchanged.
     """
 
     method: str
@@ -41,9 +44,13 @@ class RunSpec:
     backbone: str | None = None
     label_noise: float = 0.0
     max_eval: int | None = None
+    pretrained: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SPEC_SCHEMA, **dataclasses.asdict(self)}
+        d = {"schema": SPEC_SCHEMA, **dataclasses.asdict(self)}
+        if d["pretrained"] is None:
+            del d["pretrained"]
+        return d
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -61,7 +68,8 @@ class RunSpec:
 
 def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, hparams: dict | None = None,
               seed: int = 0, epochs: int | None = None, max_train: int | None = None,
-              backbone: str | None = None, label_noise: float = 0.0, max_eval: int | None = None) -> RunSpec:
+              backbone: str | None = None, label_noise: float = 0.0, max_eval: int | None = None,
+              pretrained: str | None = None) -> RunSpec:
     """Resolve names and overrides into a complete :class:`RunSpec`.
 
     ``dataset_params`` and ``hparams`` hold overrides only (strings from the CLI are converted);
@@ -85,4 +93,5 @@ def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, 
         hparams=to_dict(hp), seed=int(seed),
         epochs=int(epochs if epochs is not None else hp.epochs),
         max_train=max_train, backbone=backbone, label_noise=float(label_noise), max_eval=max_eval,
+        pretrained=pretrained or None,
     )

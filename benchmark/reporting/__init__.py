@@ -1,0 +1,22 @@
+"""Reports beside the papers: tables with the reproduction gap, figures, and one PDF.
+
+Pure functions of the result store's frame (``ResultStore.query()``), the paper references
+(``benchmark.references.load_references()``) and report specs (``reports/specs/*.toml``):
+
+* :mod:`.spec` parses specs; :mod:`.runs` selects runs and reads numbers at the epoch a
+  :mod:`benchmark.selection` strategy picks;
+* :mod:`.tables` builds the gap frame and renders markdown / LaTeX and per-paper summaries;
+* :mod:`.figures` draws the papers' figures from stored runs (:mod:`.reeval` re-evaluates saved
+  weights where a figure needs inputs no split holds);
+* :mod:`.build` assembles everything by paper and writes files; :mod:`.pdf` writes one PDF.
+
+``python -m benchmark report`` is the command-line entry point.
+"""
+from .build import Report, build_report, report_markdown, write_report
+from .figures import FIGURES, FigureContext, make_figure
+from .spec import DEFAULT_SPEC_DIR, ReportSpec, SpecError, load_spec, load_specs
+from .tables import gap_frame, overview_table, summary_frame, to_latex, to_markdown
+
+__all__ = ["Report", "build_report", "report_markdown", "write_report", "FIGURES", "FigureContext", "make_figure",
+           "DEFAULT_SPEC_DIR", "ReportSpec", "SpecError", "load_spec", "load_specs", "gap_frame", "overview_table",
+           "summary_frame", "to_latex", "to_markdown"]

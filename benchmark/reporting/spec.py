@@ -1,0 +1,194 @@
+"""Report specs: one TOML file per paper artefact under ``reports/specs/`` (data, not code).
+
+A spec names the runs an artefact needs and how to lay them out. Keys (unknown keys are errors,
+so a typo cannot silently empty a table):
+
+```toml
+title = "PGD Table 1: ..."          # heading in the report
+paper = "pgd"                       # results/papers/<paper>
+artefact = "table1"                 # results/papers/<paper>/<artefact>.csv; omit when the paper
+                                    # prints no numbers (e.g. LNL Figure 4)
+kind = "table"                      # "table" or "figure"
+figure = "curve"                    # figures only: see benchmark.reporting.figures.FIGURES
+suite = "pgd.table1"                # runs tagged record["tags"]["suite"] (a string or a list)
+selection = "biased_val"            # the paper's protocol (benchmark.selection); --selection overrides
+scale = 100                         # ours (fractions) × scale = the paper's units (100 for percent)
+digits = 2                          # decimals shown
+higher_is_better = true             # which end is bold
+notes = ["..."]                     # printed under the table
+
+[filters]                           # every run must match (columns of ResultStore.query())
+dataset = "colored_mnist_ratio"
+
+[[rows]]                            # one per method row
+method = "pgd"                      # our registered method name
+paper = "Ours"                      # the paper's row name in the reference CSV
+label = "Ours"                      # optional display name (default: the paper's)
+filters = { "hp.denoise" = true }   # optional extra filters for this row
+
+[[columns]]                         # one per setting column
+paper = "Colored MNIST/bias ratio 99.5%/Minor"   # the paper's column name in the reference CSV
+label = "99.5% Minor"               # header shown (default: the paper's)
+panel = "Colored MNIST"             # columns sharing a panel form one sub-table
+metric = "test.conflicting_acc"     # see benchmark.reporting.runs.metric_value
+filters = { "p.bias_ratio" = 0.995 }
+wrapped_by = "denoise"              # optional: read runs of this wrapper method whose hparam
+                                    # `inner` is the row's method (e.g. PGD's de-noising module)
+
+[figure_options]                    # figures only, passed to the figure function
+x = "p.sigma2"
+```
+
+Filter values: a scalar (numbers compare with a relative tolerance of 1e-9), a list (any of), or
+the string ``"<unset>"`` which matches runs where the column is absent or empty.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..selection import STRATEGIES
+
+#: Default folder of the checked-in specs: ``<repo>/reports/specs``.
+DEFAULT_SPEC_DIR = Path(__file__).resolve().parents[2] / "reports" / "specs"
+
+UNSET = "<unset>"
+KINDS = ("table", "figure")
+_TOP_KEYS = {"title", "paper", "artefact", "kind", "figure", "suite", "selection", "scale", "digits",
+             "higher_is_better", "notes", "filters", "rows", "columns", "figure_options", "metric"}
+_ROW_KEYS = {"method", "paper", "label", "filters"}
+_COL_KEYS = {"paper", "label", "panel", "metric", "filters", "wrapped_by"}
+
+
+class SpecError(ValueError):
+    """A report spec is malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One method row: our method name ↔ the paper's row name."""
+
+    method: str
+    paper: str | None
+    label: str
+    filters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One setting column: run filters + metric ↔ the paper's column name."""
+
+    paper: str | None
+    label: str
+    panel: str
+    metric: str
+    filters: dict[str, Any] = field(default_factory=dict)
+    wrapped_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """A parsed spec (see the module docstring for the keys)."""
+
+    name: str
+    title: str
+    paper: str
+    kind: str
+    artefact: str | None = None
+    figure: str | None = None
+    suite: tuple[str, ...] = ()
+    selection: str = "last"
+    scale: float = 1.0
+    digits: int = 2
+    higher_is_better: bool = True
+    notes: tuple[str, ...] = ()
+    filters: dict[str, Any] = field(default_factory=dict)
+    rows: tuple[RowSpec, ...] = ()
+    columns: tuple[ColumnSpec, ...] = ()
+    figure_options: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def panels(self) -> list[str]:
+        """Panel names in first-appearance order."""
+        return list(dict.fromkeys(c.panel for c in self.columns))
+
+
+def _check_keys(d: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def parse_spec(data: dict[str, Any], name: str, path: Path | None = None) -> ReportSpec:
+    """Build a :class:`ReportSpec` from parsed TOML, checking every key."""
+    where = str(path or name)
+    _check_keys(data, _TOP_KEYS, where)
+    for key in ("title", "paper", "kind"):
+        if key not in data:
+            raise SpecError(f"{where}: missing required key {key!r}")
+    kind = data["kind"]
+    if kind not in KINDS:
+        raise SpecError(f"{where}: kind={kind!r}; expected one of {KINDS}")
+    selection = data.get("selection", "last")
+    if selection not in STRATEGIES:
+        raise SpecError(f"{where}: selection={selection!r}; known: {list(STRATEGIES)}")
+    default_metric = data.get("metric", "test.acc")
+    rows = []
+    for i, r in enumerate(data.get("rows", [])):
+        _check_keys(r, _ROW_KEYS, f"{where} rows[{i}]")
+        if "method" not in r:
+            raise SpecError(f"{where} rows[{i}]: missing 'method'")
+        paper = r.get("paper")
+        rows.append(RowSpec(r["method"], paper, r.get("label") or paper or r["method"], dict(r.get("filters", {}))))
+    cols = []
+    for i, c in enumerate(data.get("columns", [])):
+        _check_keys(c, _COL_KEYS, f"{where} columns[{i}]")
+        paper = c.get("paper")
+        label = c.get("label") or paper
+        if not label:
+            raise SpecError(f"{where} columns[{i}]: needs 'label' or 'paper'")
+        cols.append(ColumnSpec(paper, label, c.get("panel", ""), c.get("metric", default_metric),
+                               dict(c.get("filters", {})), c.get("wrapped_by")))
+    if kind == "table" and (not rows or not cols):
+        raise SpecError(f"{where}: a table needs [[rows]] and [[columns]]")
+    if kind == "figure" and not data.get("figure"):
+        raise SpecError(f"{where}: a figure needs figure = \"<kind>\"")
+    suite = data.get("suite", ())
+    suite = (suite,) if isinstance(suite, str) else tuple(suite)
+    notes = data.get("notes", ())
+    notes = (notes,) if isinstance(notes, str) else tuple(notes)
+    return ReportSpec(
+        name=name, title=data["title"], paper=data["paper"], kind=kind, artefact=data.get("artefact"),
+        figure=data.get("figure"), suite=suite, selection=selection, scale=float(data.get("scale", 1.0)),
+        digits=int(data.get("digits", 2)), higher_is_better=bool(data.get("higher_is_better", True)),
+        notes=notes, filters=dict(data.get("filters", {})), rows=tuple(rows), columns=tuple(cols),
+        figure_options=dict(data.get("figure_options", {})), path=path,
+    )
+
+
+def load_spec(path: str | Path) -> ReportSpec:
+    """Read one ``<name>.toml``; the spec's name is the file stem (e.g. ``pgd.table1``)."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        try:
+            data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as e:
+            raise SpecError(f"{path}: {e}") from None
+    return parse_spec(data, path.stem, path)
+
+
+def load_specs(spec_dir: str | Path | None = None, names: list[str] | None = None) -> list[ReportSpec]:
+    """Every spec in ``spec_dir`` (default ``reports/specs``), sorted by name; ``names`` keeps only
+    those (unknown names raise, listing the known ones)."""
+    spec_dir = Path(spec_dir) if spec_dir else DEFAULT_SPEC_DIR
+    specs = [load_spec(p) for p in sorted(spec_dir.glob("*.toml"))]
+    if names:
+        known = {s.name: s for s in specs}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise SpecError(f"unknown report spec(s) {missing}; known: {sorted(known)}")
+        specs = [known[n] for n in names]
+    return specs

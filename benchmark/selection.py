@@ -1,0 +1,131 @@
+"""Model selection: which epoch of a finished run a report reads.
+
+Papers differ, and the difference moves numbers by points: LNL reports the last epoch, PGD tunes
+on a biased validation set (Sec. 6.2, App. A.1) or, in App. D, on a validation set split into
+majority and minority with the bias labels ("oracle"). Each protocol here is a named function of a
+record's per-epoch ``history`` (see :mod:`benchmark.engine`: one dict per epoch with one nested dict
+of metrics per evaluated split, e.g. ``row["val"]["acc"]``), returning the :class:`Selected` epoch.
+
+Strategies (``STRATEGIES``, in the order reports list them):
+
+* ``last``: the last epoch.
+* ``biased_val``: the epoch with the highest accuracy on the biased validation split ``val``
+  (a held-out part of the biased training distribution). PGD selects by the lowest validation
+  *loss*; records store accuracies, not losses, so we select by accuracy.
+* ``unbiased_val``: the epoch with the highest accuracy on an unbiased validation split
+  (``val_unbiased`` or ``unbiased_val``) when the dataset has one; otherwise the highest
+  bias-balanced accuracy of ``val`` — the mean over its (target × bias) groups, which reweights the
+  biased split to the uniform group distribution using the bias labels (PGD App. D's "oracle"
+  validation).
+* ``oracle``: the epoch with the highest accuracy on ``test`` itself. Optimistic by construction;
+  reports label it as test-set selection.
+
+Ties go to the earliest epoch. A strategy whose split is absent returns None (the run cannot be
+selected under that protocol; reports say so rather than fall back silently).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+UNBIASED_VAL_SPLITS = ("val_unbiased", "unbiased_val")
+
+
+@dataclass(frozen=True)
+class Selected:
+    """The epoch a strategy picked.
+
+    Attributes:
+        index: position in ``history``.
+        epoch: the 1-based epoch number stored in the row.
+        criterion: what was maximised, e.g. ``"val.acc"`` or ``"last epoch"``.
+        score: the criterion's value at that epoch (None for ``last``).
+    """
+
+    index: int
+    epoch: int
+    criterion: str
+    score: float | None
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _argmax(history: list[dict], score: Callable[[dict], float | None], criterion: str) -> Selected | None:
+    best = None
+    for i, row in enumerate(history):
+        s = score(row)
+        if _finite(s) and (best is None or s > best[1]):
+            best = (i, float(s))
+    if best is None:
+        return None
+    i, s = best
+    return Selected(i, int(history[i].get("epoch", i + 1)), criterion, s)
+
+
+def balanced_acc(split_metrics: dict) -> float | None:
+    """Mean accuracy over the (target × bias) groups present in a split (``group_acc`` entries that
+    are not None): accuracy under the uniform group distribution."""
+    groups = [v for row in split_metrics.get("group_acc") or [] for v in row if _finite(v)]
+    return sum(groups) / len(groups) if groups else None
+
+
+def last(history: list[dict]) -> Selected | None:
+    """The last epoch (LNL's protocol: the official trainer reports the final model)."""
+    if not history:
+        return None
+    return Selected(len(history) - 1, int(history[-1].get("epoch", len(history))), "last epoch", None)
+
+
+def biased_val(history: list[dict]) -> Selected | None:
+    """Highest accuracy on the biased validation split ``val``."""
+    return _argmax(history, lambda r: (r.get("val") or {}).get("acc"), "val.acc")
+
+
+def unbiased_val(history: list[dict]) -> Selected | None:
+    """Highest accuracy on an unbiased validation split, else bias-balanced accuracy on ``val``."""
+    for name in UNBIASED_VAL_SPLITS:
+        if history and isinstance(history[0].get(name), dict):
+            return _argmax(history, lambda r, n=name: (r.get(n) or {}).get("acc"), f"{name}.acc")
+    if history and isinstance(history[0].get("val"), dict):
+        return _argmax(history, lambda r: balanced_acc(r.get("val") or {}), "val.balanced_acc")
+    return None
+
+
+def oracle(history: list[dict]) -> Selected | None:
+    """Highest accuracy on the test split itself (optimistic; labelled as such in reports)."""
+    return _argmax(history, lambda r: (r.get("test") or {}).get("acc"), "test.acc")
+
+
+STRATEGIES: dict[str, Callable[[list[dict]], Selected | None]] = {
+    "last": last, "biased_val": biased_val, "unbiased_val": unbiased_val, "oracle": oracle,
+}
+
+LABELS = {
+    "last": "last epoch",
+    "biased_val": "best biased-validation accuracy",
+    "unbiased_val": "best unbiased-validation accuracy (bias labels)",
+    "oracle": "oracle: best test accuracy (test-set selection, optimistic)",
+}
+
+
+def get_strategy(name: str) -> Callable[[list[dict]], Selected | None]:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown selection {name!r}; known: {', '.join(STRATEGIES)}") from None
+
+
+def select(record: dict, strategy: str) -> Selected | None:
+    """Apply the named strategy to ``record["history"]`` (None if it cannot be applied)."""
+    return get_strategy(strategy)(record.get("history") or [])
+
+
+def selected_row(record: dict, strategy: str) -> tuple[dict, Selected] | None:
+    """The history row (all splits' metrics at that epoch) a strategy picks, with the pick."""
+    sel = select(record, strategy)
+    if sel is None:
+        return None
+    return record["history"][sel.index], sel
