@@ -51,6 +51,11 @@ class ColoredMNISTParams:
     seed: int = hp(0, "ours", "seed of the colour sampling (data, not training)")
     val_fraction: float = hp(0.0, "ours (LNL trains on all 60k and reports the last epoch)",
                              "hold out this fraction of train, coloured like train, as a biased 'val' split")
+    color_label: str = hp("pixel", "official LNL data_loader.py:46-51 ('pixel'); 'color' is ours",
+                          "LNL colour label: 'pixel' = coloured pixel value // 32 (the official code: anti-aliased "
+                          "stroke edges get lower levels, so the label also carries stroke intensity); 'color' = "
+                          "the digit's sampled colour // 32 at every stroke position (a pure colour label)",
+                          choices=("pixel", "color"))
 
     def check(self):
         if not 0.0 < self.sigma2 <= 1.0:
@@ -66,12 +71,21 @@ def colorize(gray: np.ndarray, colors: np.ndarray) -> np.ndarray:
     return np.rint(out).astype(np.uint8)
 
 
-def color_label_map(images: np.ndarray) -> np.ndarray:
-    """LNL's self-supervised colour label: N×3×14×14 in 0..7, 255 where the channel is 0."""
+def color_label_map(images: np.ndarray, gray: np.ndarray | None = None, colors: np.ndarray | None = None) -> np.ndarray:
+    """LNL's self-supervised colour label on the 14×14 grid: N×3×14×14 in 0..7, 255 = ignored.
+
+    With only ``images``: the official rule, coloured pixel value // 32, ignored where the channel
+    is 0. With ``gray`` and ``colors``: the sampled colour itself, (255·colour) // 32, at every
+    position where the digit has ink, ignored on the background.
+    """
     small = images[:, :, 1::2, 1::2]
-    label = (small // 32).astype(np.uint8)
-    label[small == 0] = 255
-    return label
+    if gray is None:
+        label = (small // 32).astype(np.uint8)
+        label[small == 0] = 255
+        return label
+    level = (np.floor(colors * 255.0) // 32).clip(0, 7).astype(np.uint8)
+    ink = gray[:, None, 1::2, 1::2] > 0
+    return np.where(ink, level[:, :, None, None], np.uint8(255)).astype(np.uint8)
 
 
 def sample_colors(mean_idx: np.ndarray, sigma2: float, rng: np.random.Generator) -> np.ndarray:
@@ -106,15 +120,16 @@ class ColoredMNIST(DatasetFamily):
         colors_tr = sample_colors(train_mean, params.sigma2, rng)
         colors_te = sample_colors(test_mean, params.sigma2, rng)
         for name, idx in parts.items():
-            splits[name] = self._split(xtr[idx], ytr[idx], train_mean[idx], colors_tr[idx])
-        splits["test"] = self._split(xte, yte, test_mean, colors_te)
+            splits[name] = self._split(xtr[idx], ytr[idx], train_mean[idx], colors_tr[idx], params.color_label)
+        splits["test"] = self._split(xte, yte, test_mean, colors_te, params.color_label)
         return splits
 
     @staticmethod
-    def _split(gray, y, mean_idx, colors) -> Split:
+    def _split(gray, y, mean_idx, colors, color_label: str) -> Split:
         img = colorize(gray, colors)
+        cmap = color_label_map(img) if color_label == "pixel" else color_label_map(img, gray, colors)
         return Split(
             x=torch.from_numpy(img), y=torch.from_numpy(y.astype(np.int64)),
             b=torch.from_numpy(mean_idx.astype(np.int64)), aligned=torch.from_numpy(mean_idx == y),
-            attrs={"color_map": torch.from_numpy(color_label_map(img))},
+            attrs={"color_map": torch.from_numpy(cmap)},
         )
