@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="hparams", action="append", default=[], metavar="NAME=VALUE",
                    help="override a method hyperparameter (repeatable)")
     p.add_argument("--backbone", help="override the dataset's default backbone")
+    p.add_argument("--label-noise", type=float, default=0.0, metavar="FRACTION",
+                   help="flip this fraction of training labels to a wrong class (PGD App. B.3); default 0")
     p.add_argument("--pretrained", metavar="PATH", help="start the backbone from these weights: a state-dict file, or "
                    "'imagenet' for torchvision's ResNet-18 in the torch hub cache (recorded in the run spec)")
     p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
@@ -221,11 +223,15 @@ def cmd_run(args, extra: list[str]) -> int:
         epochs = epochs or QUICK["epochs"]
         max_train = max_train or QUICK["max_train"]
         params = {**getattr(DATASETS.get(args.dataset), "quick_params", {}), **params}  # e.g. smaller images
+    hparams = _kv(args.hparams, "--set")
+    if args.quick:  # e.g. fewer epochs for a method's preparation stage; explicit --set wins
+        hparams = {**METHODS.get(args.method).quick_hparams, **hparams}
     store = ResultStore(args.results_dir)
     mirror = None if args.no_mlflow else MLflowMirror(args.tracking_uri)
     try:
-        specs = [make_spec(args.method, args.dataset, dataset_params=params, hparams=_kv(args.hparams, "--set"),
+        specs = [make_spec(args.method, args.dataset, dataset_params=params, hparams=hparams,
                            seed=seed, epochs=epochs, max_train=max_train, backbone=args.backbone,
+                           label_noise=args.label_noise,
                            pretrained=args.pretrained)
                  for seed in args.seed]
     except ValueError as e:

@@ -43,6 +43,7 @@ class Method(nn.Module):
         paper: the paper the method implements, for reports.
         tiny_hparams: overrides that make a run take seconds (e.g. fewer preparation epochs),
             used by the registry-wide contract test; never used for reported numbers.
+        quick_hparams: overrides applied by ``run --quick`` (a smoke budget), under explicit ``--set``.
     """
 
     name: ClassVar[str]
@@ -50,6 +51,7 @@ class Method(nn.Module):
     uses_bias_labels: ClassVar[bool] = False
     paper: ClassVar[str] = ""
     tiny_hparams: ClassVar[dict] = {}
+    quick_hparams: ClassVar[dict] = {}
 
     def __init__(self, hparams, info: DatasetInfo, epochs: int):
         super().__init__()

@@ -16,7 +16,8 @@ the feature model is trained on 10 % of the data (AFLite's SNLI features: RoBERT
 random 10 %, then discarded — as we read the paper; there is no official code for images). The target
 size n is not given for these benchmarks; we stop at half of the data (the re-implementation's default
 n = 640k in 2-aflite.py run() is half of ImageNet's 1.28M). The feature model, the features
-(its ``f`` output) and the final model use the dataset's backbone and Table 4's optimisation.
+(its ``f`` output, average-pooled when it is a feature map) and the final model use the dataset's
+backbone and Table 4's optimisation.
 
 All m linear models of a round are trained at once, as one batched (m × D × C) logistic regression
 with full-batch Adam on standardised features (our choice of weak learner; the re-implementation
@@ -58,6 +59,11 @@ class AFLiteHParams(Table4HParams):
                 raise ValueError(f"{name}={getattr(self, name)} must be in (0, 1)")
         if self.train_size >= self.target_fraction:
             raise ValueError("AFLite needs train_size < target_fraction (t < n)")
+
+
+def pooled(feat: torch.Tensor) -> torch.Tensor:
+    """Feature vectors for the weak models: feature maps (N×C×H×W) are average-pooled to N×C."""
+    return feat.mean(dim=(2, 3)) if feat.dim() == 4 else feat.flatten(1)
 
 
 def predictability(phi: torch.Tensor, y: torch.Tensor, num_classes: int, m: int, t: int, steps: int, lr: float,
@@ -118,6 +124,7 @@ class AFLite(ResizableBuffers, Method):
     HParams = AFLiteHParams
     paper = "Le Bras et al., Adversarial Filters of Dataset Biases (ICML 2020)"
     tiny_hparams = {"feature_epochs": 1, "m": 4, "linear_steps": 5}
+    quick_hparams = {"feature_epochs": 2}
     resizable = ("kept",)
 
     def __init__(self, hparams: AFLiteHParams, info, epochs):
@@ -137,7 +144,7 @@ class AFLite(ResizableBuffers, Method):
         t0 = time.perf_counter()
         feature_net.eval()
         with torch.no_grad():
-            phi = torch.cat([feature_net.f(x).flatten(1) for x, _ in Rebatch(loader, indices=rest)])
+            phi = torch.cat([pooled(feature_net.f(x)) for x, _ in Rebatch(loader, indices=rest)])
         y = loader.split.y[rest.to(loader.device)]
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
         survive, rounds = aflite_filter(phi, y, self.info.num_classes, hp_, n, generator)

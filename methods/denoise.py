@@ -113,7 +113,8 @@ class Denoise(ResizableBuffers, Method):
 
     HParams = DenoiseHParams
     paper = "Ahn et al. (PGD), Sec. 5 / Algorithm 3"
-    tiny_hparams = {"noise_epochs": 1, "inner_set": "biased_epochs=1"}
+    tiny_hparams = {"noise_epochs": 1, "inner_set": "biased_epochs=1"}  # for the default inner (pgd)
+    quick_hparams = {"noise_epochs": 2, "inner_set": "biased_epochs=2"}
     resizable = ("clean_idx", "position")
 
     def __init__(self, hparams: DenoiseHParams, info, epochs):

@@ -101,6 +101,7 @@ class REPAIR(ResizableBuffers, Method):
     HParams = REPAIRHParams
     paper = "Li & Vasconcelos, REPAIR: Removing Representation Bias by Dataset Resampling (CVPR 2019)"
     tiny_hparams = {"weight_epochs": 1}
+    quick_hparams = {"weight_epochs": 2}
     resizable = ("w", "keep")
 
     def __init__(self, hparams: REPAIRHParams, info, epochs):
