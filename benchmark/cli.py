@@ -77,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", help="override the dataset's default backbone")
     p.add_argument("--label-noise", type=float, default=0.0, metavar="FRACTION",
                    help="flip this fraction of training labels to a wrong class (PGD App. B.3); default 0")
-    p.add_argument("--pretrained", metavar="PATH", help="start the backbone from these weights: a state-dict file, or "
-                   "'imagenet' for torchvision's ResNet-18 in the torch hub cache (recorded in the run spec)")
+    p.add_argument("--pretrained", metavar="PATH", help="start the backbone from these weights: a state-dict file, "
+                   "'imagenet' for torchvision's ResNet-18 in the torch hub cache, or run:RUN_ID for the final "
+                   "backbone of a stored run (e.g. a vanilla baseline, LNL's official two-stage recipe); "
+                   "recorded in the run spec")
     p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or an embedded SQLite store)")

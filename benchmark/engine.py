@@ -162,9 +162,35 @@ def build_method(spec: RunSpec, info) -> Method:
     hp = from_dict(cls.HParams, spec.hparams)
     if spec.backbone:
         info = type(info)(**{**info.__dict__, "backbone": spec.backbone})
-    if getattr(spec, "pretrained", None):
+    if spec.pretrained and not spec.pretrained.startswith(RUN_PREFIX):
         info = type(info)(**{**info.__dict__, "backbone_options": {**info.backbone_options, "pretrained": spec.pretrained}})
     return cls(hp, info, spec.epochs)
+
+
+RUN_PREFIX = "run:"
+
+
+def init_from_run(method: Method, ref: str, home: Path | None = None) -> str:
+    """Load the backbone (``net``) of the finished run ``ref`` = ``run:RUN_ID`` into ``method.net``.
+
+    This is how a method starts from a trained baseline (LNL's official recipe: a vanilla run,
+    then LNL at lr 0.001 from its weights). Only the backbone moves; heads and optimisers start
+    fresh. Returns the run id.
+    """
+    run_id = ref[len(RUN_PREFIX):]
+    path = model_path(run_id, home)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained {ref!r}: no weights at {path}; run that spec first (runs keep their "
+                                f"final weights unless keep_model=False) or pass a state-dict file")
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    net_state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    if not net_state or not hasattr(method, "net"):
+        raise ValueError(f"pretrained {ref!r}: that run or this method has no backbone 'net' to transfer")
+    try:
+        method.net.load_state_dict(net_state)
+    except RuntimeError as err:
+        raise ValueError(f"pretrained {ref!r}: its backbone does not fit this run's ({err})") from None
+    return run_id
 
 
 def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, device: str | None = None,
@@ -206,7 +232,10 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
             loaders[name] = Loader(_fixed_subset(split, spec.max_eval), info.mean, info.std, dev)
 
     torch.manual_seed(spec.seed)
-    method = build_method(spec, info).to(dev)
+    method = build_method(spec, info)
+    if spec.pretrained and spec.pretrained.startswith(RUN_PREFIX):
+        init_from_run(method, spec.pretrained, home)
+    method = method.to(dev)
     batch_size = int(spec.hparams["batch_size"])
 
     ckpt = checkpoint_path(spec, home)

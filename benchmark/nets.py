@@ -68,10 +68,11 @@ class LNLConvNet(Backbone):
 
 
 class MapBiasHead(nn.Module):
-    """LNL's colour head: one predictor per label channel, each conv → BN → ReLU → conv, giving
-    per-position logits of shape N×classes×channels×H×W (official models.py:47-63: three
-    predictors, conv 32→32 → BN → ReLU → conv 32→8). Kernel sizes (3×3 then 1×1) are not in the
-    paper; features are average-pooled to the label grid when their resolution differs.
+    """LNL's colour head: one predictor per label channel, each conv3×3 → BN → ReLU → conv3×3,
+    giving per-position logits of shape N×classes×channels×H×W (official models.py:47-63: three
+    predictors, conv 32→32 → BN → ReLU → conv 32→8, both 3×3 with padding 1; the paper says only
+    "two convolution layers"). Each position of h thus sees a 5×5 neighbourhood of f's map.
+    Features are average-pooled to the label grid when their resolution differs.
     """
 
     def __init__(self, feat_channels: int, head: BiasHead):
@@ -79,7 +80,8 @@ class MapBiasHead(nn.Module):
         channels, *grid = head.shape
         self.grid = tuple(grid)
         self.predictors = nn.ModuleList(
-            nn.Sequential(*conv_bn_relu(feat_channels, feat_channels, 3), nn.Conv2d(feat_channels, head.num_classes, 1))
+            nn.Sequential(*conv_bn_relu(feat_channels, feat_channels, 3),
+                          nn.Conv2d(feat_channels, head.num_classes, 3, padding=1))
             for _ in range(channels)
         )
 
@@ -114,7 +116,16 @@ def make_bias_head(feat_shape: tuple[int, ...], head: BiasHead) -> nn.Module:
 
 
 def bias_loss(logits: torch.Tensor, target: torch.Tensor, head: BiasHead) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits, target.long(), ignore_index=head.ignore_index)
+    """Cross-entropy of h. A map head with several label channels (N×classes×C×H×W) gets the sum
+    over channels of each channel's mean over its labelled positions, as the official LNL trainer
+    adds its R, G and B losses (trainer.py:144-148): a channel-mean would make h and the reversed
+    gradient into f three times weaker."""
+    target = target.long()
+    if logits.dim() == 5:
+        ce = nn.functional.cross_entropy(logits, target, ignore_index=head.ignore_index, reduction="none")
+        labelled = (target != head.ignore_index).flatten(2).sum((0, 2))  # per channel
+        return (ce.flatten(2).sum((0, 2)) / labelled.clamp_min(1)).sum()
+    return nn.functional.cross_entropy(logits, target, ignore_index=head.ignore_index)
 
 
 def bias_correct(logits: torch.Tensor, target: torch.Tensor, head: BiasHead) -> torch.Tensor:

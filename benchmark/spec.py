@@ -29,8 +29,9 @@ class RunSpec:
         label_noise: fraction of training labels flipped to a wrong class (PGD App. B.3).
         max_eval: evaluate on a fixed random subset of this many samples per split (smoke tests);
             None = the whole split, as every reported number must be.
-        pretrained: backbone weights to start from ("imagenet" or a file path, see
-            ``benchmark.nets_resnet``); None = random initialisation. Left out of the canonical
+        pretrained: backbone weights to start from: "imagenet" or a file path (see
+            ``benchmark.nets_resnet``), or "run:RUN_ID", the final backbone of a stored run (see
+            ``benchmark.engine.init_from_run``); None = random initialisation. Left out of the canonical
             JSON when None, so run ids of specs without it are unchanged.
     """
 

@@ -17,7 +17,11 @@ Provenance of the details the paper leaves open:
   sub-sampled to 14×14 by nearest-neighbour (PIL NEAREST picks source pixel 2i+1), each channel
   quantised to 8 levels by ``value // 32``, and pixels whose channel is 0 (background) labelled
   255 and ignored by the loss. The paper says "sub-sampled by a factor of 4"; the code's 14×14 grid
-  matches f's 14×14 feature map and is what we use.
+  matches f's 14×14 feature map and is what we use. Two label variants of ours (``color_label``):
+  ``color`` labels the sampled colour itself at the ink positions, ``dense`` at every position of
+  the grid, background included. With the official label h is never trained off the strokes, so
+  f can keep colour in the background cells around them, where g reads it and h does not look
+  (measured: see tests/test_lnl_vs_vanilla.py and methods/lnl.py).
 - Input normalisation: CIFAR-10 mean/std (official data_loader.py:31-32).
 - ``b`` (bias class per sample) is the index of the mean colour used; a test sample is
   bias-aligned when that index equals its digit.
@@ -51,11 +55,12 @@ class ColoredMNISTParams:
     seed: int = hp(0, "ours", "seed of the colour sampling (data, not training)")
     val_fraction: float = hp(0.0, "ours (LNL trains on all 60k and reports the last epoch)",
                              "hold out this fraction of train, coloured like train, as a biased 'val' split")
-    color_label: str = hp("pixel", "official LNL data_loader.py:46-51 ('pixel'); 'color' is ours",
+    color_label: str = hp("pixel", "official LNL data_loader.py:46-51 ('pixel'); 'color' and 'dense' are ours",
                           "LNL colour label: 'pixel' = coloured pixel value // 32 (the official code: anti-aliased "
                           "stroke edges get lower levels, so the label also carries stroke intensity); 'color' = "
-                          "the digit's sampled colour // 32 at every stroke position (a pure colour label)",
-                          choices=("pixel", "color"))
+                          "the digit's sampled colour // 32 at every stroke position (a pure colour label); "
+                          "'dense' = that colour at every position of the 14×14 grid, background included",
+                          choices=("pixel", "color", "dense"))
 
     def check(self):
         if not 0.0 < self.sigma2 <= 1.0:
@@ -71,21 +76,24 @@ def colorize(gray: np.ndarray, colors: np.ndarray) -> np.ndarray:
     return np.rint(out).astype(np.uint8)
 
 
-def color_label_map(images: np.ndarray, gray: np.ndarray | None = None, colors: np.ndarray | None = None) -> np.ndarray:
+def color_label_map(images: np.ndarray, gray: np.ndarray, colors: np.ndarray, kind: str = "pixel") -> np.ndarray:
     """LNL's self-supervised colour label on the 14×14 grid: N×3×14×14 in 0..7, 255 = ignored.
 
-    With only ``images``: the official rule, coloured pixel value // 32, ignored where the channel
-    is 0. With ``gray`` and ``colors``: the sampled colour itself, (255·colour) // 32, at every
-    position where the digit has ink, ignored on the background.
+    ``pixel``: the official rule, coloured pixel value // 32, ignored where the channel is 0.
+    ``color``: the sampled colour itself, (255·colour) // 32, where the digit has ink, ignored on
+    the background. ``dense``: that colour at every position.
     """
     small = images[:, :, 1::2, 1::2]
-    if gray is None:
+    if kind == "pixel":
         label = (small // 32).astype(np.uint8)
         label[small == 0] = 255
         return label
-    level = (np.floor(colors * 255.0) // 32).clip(0, 7).astype(np.uint8)
+    level = np.broadcast_to((np.floor(colors * 255.0) // 32).clip(0, 7).astype(np.uint8)[:, :, None, None],
+                            small.shape)
+    if kind == "dense":
+        return level.copy()
     ink = gray[:, None, 1::2, 1::2] > 0
-    return np.where(ink, level[:, :, None, None], np.uint8(255)).astype(np.uint8)
+    return np.where(ink, level, np.uint8(255)).astype(np.uint8)
 
 
 def sample_colors(mean_idx: np.ndarray, sigma2: float, rng: np.random.Generator) -> np.ndarray:
@@ -127,7 +135,7 @@ class ColoredMNIST(DatasetFamily):
     @staticmethod
     def _split(gray, y, mean_idx, colors, color_label: str) -> Split:
         img = colorize(gray, colors)
-        cmap = color_label_map(img) if color_label == "pixel" else color_label_map(img, gray, colors)
+        cmap = color_label_map(img, gray, colors, color_label)
         return Split(
             x=torch.from_numpy(img), y=torch.from_numpy(y.astype(np.int64)),
             b=torch.from_numpy(mean_idx.astype(np.int64)), aligned=torch.from_numpy(mean_idx == y),

@@ -7,7 +7,9 @@ Each iteration runs two phases (official trainer.py:95-165, read via shared/PROT
 1. f and g minimise cross-entropy plus λ times the negative conditional entropy of h's
    prediction (h fixed): f is pushed to make h uncertain.
 2. h minimises the bias cross-entropy L_B on f(x) seen through a gradient reversal layer, so f
-   receives −μ ∂L_B/∂f: h learns to predict the bias while f learns to hide it.
+   receives −μ ∂L_B/∂f: h learns to predict the bias while f learns to hide it. For the colour
+   map L_B is the sum of the R, G and B losses and h is conv3×3 → BN → ReLU → conv3×3 per
+   channel, as in the official code (trainer.py:144-148, models.py:47-63).
 
 Defaults and their sources: λ = 0.01 on the mean of Σ p log p, the entropy averaged over every
 label position, background included (official trainer.py:107, 137); μ = 0.1, the gradient
@@ -15,7 +17,7 @@ reversal scale (official trainer.py:22 — the code has no separate μ); SGD mom
 decay 5e-4 for all networks (trainer.py:58-61); lr ×0.1 every 40 epochs, 100 epochs, batch 128
 (option.py). The paper gives no learning rate; the official LNL run uses 0.001 starting from a
 trained baseline (train.sh:11), while we train from scratch at the baseline's 0.01 by default
-(``lr=0.001`` with a vanilla checkpoint is the official two-stage recipe). In phase 2 we step f's
+(the official two-stage recipe is ``--pretrained run:<vanilla run id> --set lr=0.001``). In phase 2 we step f's
 and h's optimisers only: under PyTorch ≥ 2.0 the official code's second ``main`` optimiser step
 (trainer.py:163) also leaves g untouched, since its gradients were set to None.
 """

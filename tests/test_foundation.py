@@ -127,6 +127,32 @@ def test_colored_mnist_bias_label_is_the_quantised_colour_map(cmnist):
     assert bool((cmap[~fg] == 255).all())
 
 
+def test_colored_mnist_label_variants(data_root):
+    """``color`` labels the sampled colour at the ink positions, ``dense`` at every grid position."""
+    from benchmark_datasets.colored_mnist import colorize, color_label_map
+    from benchmark.data import load_mnist
+    gray = load_mnist(data_root)["train"][0][:64]
+    colors = np.random.default_rng(0).uniform(0, 1, size=(64, 3))
+    img = colorize(gray, colors)
+    level = (np.floor(colors * 255) // 32).astype(np.uint8)
+    ink = np.broadcast_to(gray[:, None, 1::2, 1::2] > 0, (64, 3, 14, 14))
+    pure, dense = color_label_map(img, gray, colors, "color"), color_label_map(img, gray, colors, "dense")
+    assert (dense == level[:, :, None, None]).all()
+    assert (pure[ink] == dense[ink]).all() and (pure[~ink] == 255).all()
+
+
+def test_map_bias_loss_sums_the_channel_losses():
+    """LNL's h loss adds its R, G and B cross-entropies (official trainer.py:144-148), each a mean
+    over that channel's labelled positions."""
+    from benchmark.data import BiasHead
+    from benchmark.nets import bias_loss
+    head = BiasHead("color", "color_map", num_classes=8, shape=(3, 14, 14), ignore_index=255)
+    logits, target = torch.randn(4, 8, 3, 14, 14), torch.randint(0, 8, (4, 3, 14, 14))
+    target[0, 0], target[:, 1, :3] = 255, 255
+    per_channel = [torch.nn.functional.cross_entropy(logits[:, :, c], target[:, c], ignore_index=255) for c in range(3)]
+    assert torch.allclose(bias_loss(logits, target, head), sum(per_channel))
+
+
 def test_colored_mnist_is_deterministic_and_cached(tmp_path):
     fam = DATASETS.get("colored_mnist")()
     a = fam.build({"sigma2": 0.03, "seed": 1}, cache_dir=tmp_path)
@@ -170,6 +196,27 @@ def die(epoch, row):
         os.kill(os.getpid(), signal.SIGKILL)
 run(spec, store=ResultStore(sys.argv[1]), home=sys.argv[2], progress=False, on_epoch=die)
 """
+
+
+def test_a_run_can_start_from_the_backbone_of_a_stored_run(tmp_path):
+    """``pretrained="run:ID"``: LNL's official two-stage recipe (a vanilla baseline, then LNL at
+    lr 0.001 from its weights). The backbone moves, the spec records where it came from, and a
+    missing run or a backbone that does not fit is refused by name."""
+    from benchmark.engine import build_method, init_from_run, load_trained
+    store = ResultStore(tmp_path / "runs")
+    base = run(make_spec("vanilla", "colored_mnist", **TINY), store=store, progress=False).record
+    trained = load_trained(base).net.state_dict()
+    lnl_spec = make_spec("lnl", "colored_mnist", hparams={"lr": 0.001}, pretrained=f"run:{base['run_id']}", **TINY)
+    method = build_method(lnl_spec, DATASETS.get("colored_mnist")().info(None))
+    assert init_from_run(method, lnl_spec.pretrained) == base["run_id"]
+    assert all(torch.equal(v, trained[k]) for k, v in method.net.state_dict().items())
+    rec = run(lnl_spec, store=store, progress=False).record
+    assert rec["spec"]["pretrained"] == f"run:{base['run_id']}" and rec["run_id"] != base["run_id"]
+    with pytest.raises(FileNotFoundError, match="run:0000000000000000"):
+        run(make_spec("lnl", "colored_mnist", pretrained="run:0000000000000000", **TINY), store=store, progress=False)
+    with pytest.raises(ValueError, match="does not fit"):
+        run(make_spec("vanilla", "colored_mnist", backbone="simple_convnet", pretrained=f"run:{base['run_id']}", **TINY),
+            store=store, progress=False)
 
 
 def test_killed_run_resumes_at_next_epoch_with_identical_results(tmp_path):
