@@ -162,12 +162,16 @@ def build_method(spec: RunSpec, info) -> Method:
     hp = from_dict(cls.HParams, spec.hparams)
     if spec.backbone:
         info = type(info)(**{**info.__dict__, "backbone": spec.backbone})
-    if spec.pretrained and not spec.pretrained.startswith(RUN_PREFIX):
+    if spec.pretrained and not _is_run_ref(spec.pretrained):
         info = type(info)(**{**info.__dict__, "backbone_options": {**info.backbone_options, "pretrained": spec.pretrained}})
     return cls(hp, info, spec.epochs)
 
 
 RUN_PREFIX = "run:"
+
+
+def _is_run_ref(pretrained: str | None) -> bool:
+    return bool(pretrained) and pretrained.startswith(RUN_PREFIX)
 
 
 def init_from_run(method: Method, ref: str, home: Path | None = None) -> str:
@@ -233,7 +237,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
 
     torch.manual_seed(spec.seed)
     method = build_method(spec, info)
-    if spec.pretrained and spec.pretrained.startswith(RUN_PREFIX):
+    if _is_run_ref(spec.pretrained):
         init_from_run(method, spec.pretrained, home)
     method = method.to(dev)
     batch_size = int(spec.hparams["batch_size"])

@@ -22,7 +22,8 @@ and h's optimisers only: under PyTorch ≥ 2.0 the official code's second ``main
 (trainer.py:163) also leaves g untouched, since its gradients were set to None.
 
 Measured (σ² = 0.02, seed 0; records in results/runs): trained from scratch at lr 0.01, LNL does not
-beat vanilla even at the paper budget (H100, 100 epochs: 0.354 vs 0.359). The official two-stage
+beat vanilla at the paper budget (H100, 100 epochs: 0.354 vs 0.359; that run predates the summed
+R+G+B loss and the 3×3 second layer of h, so it has not been rerun with them). The official two-stage
 recipe does gain, by less than the paper: after a 10-epoch vanilla baseline (0.336), 15 epochs of
 LNL at lr 0.001 give 0.384 (0.37-0.44 across epochs) against 0.343 for vanilla continued at lr 0.001
 (CPU, full 60k; tests/test_lnl_vs_vanilla.py checks a 3 + 1 epoch version).
