@@ -33,7 +33,8 @@ def _add_suite_options(p: argparse.ArgumentParser) -> None:
                    help="only runs whose description contains TEXT, e.g. --match sigma2=0.02 --match seed=0 "
                         "(repeatable: all must match; `--dry-run -v` shows descriptions)")
     g.add_argument("--limit", type=int, metavar="N", help="only the first N runs to do (after --order)")
-    g.add_argument("--verbose", "-v", action="store_true", help="with --dry-run, list every run")
+    g.add_argument("--verbose", "-v", action="store_true",
+                   help="with --dry-run, show each suite's recipe, every row's effective hyperparameters and every run")
     g.add_argument("--executor", choices=["local", "slurm"], default="local", help="where runs execute (default local)")
     g.add_argument("--workers", type=int, help="local: CPU worker processes without GPUs (default 1); with GPUs, "
                                                "at most this many slots")
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", help="override the dataset's default backbone")
     p.add_argument("--label-noise", type=float, default=0.0, metavar="FRACTION",
                    help="flip this fraction of training labels to a wrong class (PGD App. B.3); default 0")
+    p.add_argument("--rerun-stale", action="store_true",
+                   help="retrain stored runs whose method, dataset or backbone code changed since they ran "
+                        "(the old record is kept under <results>/_stale/)")
     p.add_argument("--pretrained", metavar="PATH", help="start the backbone from these weights: a state-dict file, "
                    "'imagenet' for torchvision's ResNet-18 in the torch hub cache, or run:RUN_ID for the final "
                    "backbone of a stored run (e.g. a vanilla baseline, LNL's official two-stage recipe); "
@@ -108,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", nargs="+", metavar="NAME", help="only these specs (e.g. lnl.table1 pgd.figure2)")
     p.add_argument("--specs-dir", help="folder of report specs (default reports/specs)")
     p.add_argument("--untagged", action="store_true", help="also read runs that carry no suite tag")
+    p.add_argument("--include-stale", action="store_true",
+                   help="let records whose code changed since fill cells (default: listed apart, not used)")
     p.add_argument("--no-reeval", action="store_true",
                    help="do not re-evaluate saved weights (LNL Figure 5 is then skipped)")
     p.add_argument("--metric", default="test.acc", help="metric of the every-run overview table (default test.acc)")
@@ -240,6 +246,7 @@ def cmd_run(args, extra: list[str]) -> int:
         raise UsageError(str(e)) from None
     for spec in specs:
         seed = spec.seed
+        _retire_if_stale(store, spec.run_id, args.rerun_stale)
         result = run(spec, store=store, data_root=args.data_root, device=args.device, mirror=mirror,
                      progress=not args.no_progress)
         rec = result.record
@@ -250,6 +257,21 @@ def cmd_run(args, extra: list[str]) -> int:
               f"(aligned {test.get('aligned_acc', float('nan')):.4f}, conflicting {test.get('conflicting_acc', float('nan')):.4f}) "
               f"in {rec['wall_time_s']:.1f}s -> {store.path(spec.run_id)}")
     return 0
+
+
+def _retire_if_stale(store, run_id: str, rerun_stale: bool) -> None:
+    """With ``--rerun-stale``, move a stored record whose code changed out of the way (kept under
+    ``_stale/``); without it, say that the stored record is stale."""
+    from .provenance import stale_reason
+    if not store.has(run_id):
+        return
+    reason = stale_reason(store.get(run_id))
+    if reason is None:
+        return
+    if rerun_stale:
+        print(f"{run_id} is stale ({reason}): retraining; old record kept at {store.retire(run_id, reason)}")
+    else:
+        print(f"warning: stored record {run_id} is stale ({reason}); --rerun-stale retrains it", file=sys.stderr)
 
 
 def cmd_run_suites(args, extra: list[str]) -> int:
@@ -270,7 +292,8 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     home = default_home()
     try:
         plan = make_plan(select_suites(None if args.all else args.suite), profile, store=store,
-                         data_root=args.data_root, home=home, order=args.order, device=args.device)
+                         data_root=args.data_root, home=home, order=args.order, device=args.device,
+                         rerun_stale=args.rerun_stale)
     except ValueError as e:
         raise UsageError(str(e)) from None
     plan.select(args.match, args.limit)
@@ -292,6 +315,9 @@ def cmd_run_suites(args, extra: list[str]) -> int:
           + ("" if todo else " — everything is cached, nothing to do"), flush=True)
     if not todo:
         return 0
+    for r in todo:
+        if r.stale and store.has(r.run_id):
+            print(f"{r.run_id} is stale ({r.stale}): retraining; old record kept at {store.retire(r.run_id, r.stale)}")
     settings = make_settings(store.root, home, args.data_root, args.device, [r.spec for r in todo])
     mirror = None
     if not args.no_mlflow:
@@ -308,14 +334,23 @@ def cmd_run_suites(args, extra: list[str]) -> int:
                                  array_parallelism=args.array_parallelism, retries=args.retries,
                                  cluster=None if args.cluster == "auto" else args.cluster,
                                  progress=not args.no_progress)
-    try:
-        summary = executor.run([Task.from_planned(r) for r in todo], settings, mirror=mirror)
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished runs are stored; rerun the same command to resume the others "
-              "from their last epoch checkpoint", file=sys.stderr)
-        return 130
-    print(summary.render(), flush=True)
-    return 1 if summary.failed else 0
+    failed = 0
+    for wave in plan.waves():  # runs that start from another run's weights go after it
+        ready = [r for r in wave if r.after is None or store.has(r.after)]
+        for r in wave:
+            if r not in ready:
+                print(f"skipped {r.run_id} ({r.describe()}): it starts from run {r.after}, which is not stored",
+                      file=sys.stderr)
+                failed += 1
+        try:
+            summary = executor.run([Task.from_planned(r) for r in ready], settings, mirror=mirror)
+        except KeyboardInterrupt:
+            print("\ninterrupted: finished runs are stored; rerun the same command to resume the others "
+                  "from their last epoch checkpoint", file=sys.stderr)
+            return 130
+        print(summary.render(), flush=True)
+        failed += len(summary.failed)
+    return 1 if failed else 0
 
 
 def cmd_status(args) -> int:
@@ -330,13 +365,15 @@ def cmd_report(args) -> int:
     from .data import default_home
     from .references import load_references
     from .reporting import FigureContext, SpecError, build_report, load_specs, write_report
+    from .provenance import mark_stale
     from .reporting.build import summary_text
     from .store import ResultStore
     store = ResultStore(args.results_dir)
     try:
         specs = load_specs(args.specs_dir, args.spec)
-        report = build_report(store.query(), load_references(), specs, selections=args.selection,
+        report = build_report(mark_stale(store.query()), load_references(), specs, selections=args.selection,
                               profile=args.profile, untagged=args.untagged, store=str(store.root),
+                              include_stale=args.include_stale,
                               metric=args.metric, dataset=args.dataset,
                               ctx=FigureContext(home=default_home(), data_root=args.data_root,
                                                 reevaluate=not args.no_reeval))

@@ -23,6 +23,7 @@ from .hparams import from_dict
 from .method import Batch, Method
 from .metrics import SplitMeter
 from .noise import flip_labels
+from .provenance import fingerprint
 from .registry import DATASETS, METHODS
 from .spec import RunSpec
 from .store import ResultStore, code_version, library_versions, now_iso
@@ -222,6 +223,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
     home = Path(home) if home else default_home()
     dev = pick_device(device)
     t0 = time.time()
+    code_fp = fingerprint(spec)  # at the start: the code that runs is the code loaded now
 
     family = DATASETS.get(spec.dataset)()
     dataset = family.build(spec.dataset_params, data_root=data_root, cache_dir=home / "cache")
@@ -313,7 +315,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
         "prepare": prep_metrics,
         "history": history,
         "final": final,
-        "code": code_version(),
+        "code": {**code_version(), "fingerprint": code_fp},
         "libraries": library_versions(),
         "device": _device_name(dev),
         "wall_time_s": round(elapsed_before + time.time() - t0, 3),

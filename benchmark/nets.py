@@ -32,7 +32,10 @@ BACKBONES: Registry[Backbone] = Registry("backbone", "benchmark.backbones", Back
 register_backbone = BACKBONES.register
 
 
-def conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
+def conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, bn: bool = True) -> list[nn.Module]:
+    """conv → BN → ReLU (``bn=False``: conv with bias → ReLU)."""
+    if not bn:
+        return [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2), nn.ReLU(inplace=True)]
     return [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
@@ -44,27 +47,39 @@ class LNLConvNet(Backbone):
     followed by batch normalization and ReLU". Layer sizes from the official code
     (feidfoe/learning-not-to-learn @ fad2ec8, models.py:14-33, see shared/PROTOCOL-FACTS.md):
     input BatchNorm; f: conv5×5 3→32, maxpool 3/2, conv3×3 32→32 → 32×14×14;
-    g: conv3×3/2 32→64, conv3×3 64→64, average pool 7, fc 64→classes.
+    g: conv3×3/2 32→64, conv3×3 64→64, average pool 7, fc 64→classes. The official models.py has
+    no BatchNorm after the convolutions of f and g: that reading is ``lnl_convnet_official``.
     """
+
+    conv_bn: bool = True  # BatchNorm after every convolution (paper Sec. 5.1)
 
     def __init__(self, info: DatasetInfo):
         super().__init__(info)
-        c = info.input_shape[0]
+        c, bn = info.input_shape[0], self.conv_bn
         self.f = nn.Sequential(
             nn.BatchNorm2d(c),
-            *conv_bn_relu(c, 32, 5),
+            *conv_bn_relu(c, 32, 5, bn=bn),
             nn.MaxPool2d(3, stride=2, padding=1),
-            *conv_bn_relu(32, 32, 3),
+            *conv_bn_relu(32, 32, 3, bn=bn),
         )
         self.g = nn.Sequential(
-            *conv_bn_relu(32, 64, 3, stride=2),
-            *conv_bn_relu(64, 64, 3),
+            *conv_bn_relu(32, 64, 3, stride=2, bn=bn),
+            *conv_bn_relu(64, 64, 3, bn=bn),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Linear(64, info.num_classes),
         )
         h, w = info.input_shape[1:]
         self.feat_shape = (32, math.ceil(h / 2), math.ceil(w / 2))
+
+
+@register_backbone("lnl_convnet_official")
+class LNLConvNetOfficial(LNLConvNet):
+    """:class:`LNLConvNet` as the official models.py builds it: input BatchNorm only, convolutions
+    with bias and ReLU, no BatchNorm after them (feidfoe/learning-not-to-learn @ fad2ec8,
+    models.py:14-33); the paper's Sec. 5.1 says BatchNorm follows every convolution."""
+
+    conv_bn = False
 
 
 class MapBiasHead(nn.Module):

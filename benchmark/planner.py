@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .provenance import stale_reason
 from .spec import RunSpec
 from .store import ResultStore
 
@@ -44,6 +45,9 @@ class PlannedRun:
         estimate_s: estimated wall seconds (None: nothing to estimate from).
         estimate_kind: "similar" (same method and dataset), "global" (median of all runs), "none".
         position: index in the suites' own order (for ``order="suite"``).
+        after: the run id this run starts from (``Suite.starts_from``): it runs after that one.
+        stale: why the stored record no longer matches the code (:mod:`benchmark.provenance`);
+            None when it is fresh or not stored.
     """
 
     spec: RunSpec
@@ -54,6 +58,8 @@ class PlannedRun:
     estimate_s: float | None = None
     estimate_kind: str = "none"
     position: int = 0
+    after: str | None = None
+    stale: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -89,6 +95,8 @@ class Plan:
     runs: list[PlannedRun] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    recipes: dict[str, list] = field(default_factory=dict)
+    exceptions: dict[str, dict] = field(default_factory=dict)
 
     @property
     def todo(self) -> list[PlannedRun]:
@@ -113,6 +121,15 @@ class Plan:
             todo = {r.run_id for r in self.todo[:max(limit, 0)]}
             self.runs = [r for r in self.runs if r.cached or r.run_id in todo]
 
+    def waves(self) -> list[list[PlannedRun]]:
+        """The runs to do in dependency order: first those that start from no other planned run to
+        do, then those that start from one of the first wave (one level, as ``Suite.starts_from``)."""
+        todo = self.todo
+        pending = {r.run_id for r in todo}
+        first = [r for r in todo if r.after not in pending]
+        second = [r for r in todo if r.after in pending]
+        return [w for w in (first, second) if w]
+
     def skip_lines(self) -> list[str]:
         return [f"skipped {s.runs} run(s) of {s.suite}: {s.reason}" for s in self.skipped]
 
@@ -129,13 +146,17 @@ class Plan:
             todo = [r for r in runs if not r.cached]
             est, unknown = self.estimate_s(todo)
             cost = format_duration(est) + (f" + {unknown} run(s) without an estimate" if unknown else "")
+            n_stale = sum(1 for r in runs if r.stale)
             lines.append(f"  {s:<{width}}  {len(runs):>4} runs  {len(runs) - len(todo):>4} cached  "
-                         f"{len(todo):>4} to run  est. {cost}")
+                         f"{len(todo):>4} to run  est. {cost}"
+                         + (f"  ({n_stale} stored run(s) stale: code changed; --rerun-stale retrains them)"
+                            if n_stale else ""))
         lines.extend("  " + line for line in self.skip_lines())
         lines.extend("  note: " + n for n in self.notes)
         if verbose:
+            lines.extend(self.render_recipes(by_suite))
             for r in self.runs:
-                est = "cached" if r.cached else (
+                est = ("stale" if r.stale else "cached") if r.cached else (
                     f"{format_duration(r.estimate_s)}{'~' if r.estimate_kind == 'global' else ''}"
                     if r.estimate_s is not None else "?")
                 lines.append(f"    {r.run_id}  {est:>9}  {','.join(r.suites)}: {r.describe()}  "
@@ -150,6 +171,41 @@ class Plan:
         if not n_todo and self.runs:
             lines.append("Everything is cached: nothing to run.")
         return "\n".join(lines)
+
+
+    def render_recipes(self, by_suite: dict[str, list[PlannedRun]]) -> list[str]:
+        """Per suite: its recipe(s), then every row's effective hyperparameters (of its first run),
+        with the fields that differ from the recipe marked ``*`` and the suite's reason for each."""
+        lines = []
+        for s in self.suites:
+            recipes = self.recipes.get(s) or []
+            lines.append(f"  {s}: " + ("recipe " + "; ".join(r.name for r in recipes) if recipes
+                                      else "no shared recipe (each method's published defaults)"))
+            for r in recipes:
+                lines.extend("    " + ln for ln in r.describe().splitlines())
+            seen: set[str] = set()
+            for run in by_suite.get(s, []):
+                if run.spec.method in seen:
+                    continue
+                seen.add(run.spec.method)
+                recipe = next((r for r in recipes if all(run.spec.hparams.get(k) == _plain(v)
+                                                          for k, v in r.values.items()
+                                                          if k not in self.exceptions.get(s, {}).get(run.spec.method, {}))),
+                              recipes[0] if recipes else None)
+                marks = []
+                for k, v in sorted(run.spec.hparams.items()):
+                    differs = recipe is not None and k in recipe.values and v != _plain(recipe.values[k])
+                    marks.append(f"{k}={v}{'*' if differs else ''}")
+                start = f" pretrained={run.spec.pretrained}" if run.spec.pretrained else ""
+                lines.append(f"    row {run.spec.method} (backbone={run.spec.backbone or 'dataset default'}{start}): "
+                             + ", ".join(marks))
+                for k, (v, why) in self.exceptions.get(s, {}).get(run.spec.method, {}).items():
+                    lines.append(f"      * {k}={v}: {why}")
+        return lines
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v
 
 
 def _matches(pattern: str, text: str) -> bool:
@@ -181,7 +237,7 @@ def select_suites(names: Iterable[str] | None = None) -> list:
 
 def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | None = None,
               data_root: str | Path | None = None, home: str | Path | None = None, order: str = "cheap",
-              device: str | None = None, check_data: bool = True) -> Plan:
+              device: str | None = None, check_data: bool = True, rerun_stale: bool = False) -> Plan:
     """Expand ``suites`` under ``profile`` into a :class:`Plan`.
 
     Args:
@@ -194,6 +250,8 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
         device: the device runs will use ("cpu", "cuda", ...), to prefer stored wall times
             measured on the same kind of device.
         check_data: check that each dataset's files are present (see :func:`data_problem`).
+        rerun_stale: plan stored runs whose code changed since (:mod:`benchmark.provenance`) as to
+            do; otherwise they count as cached and carry their ``stale`` reason.
     """
     from .data import default_home
     from .registry import DATASETS, METHODS
@@ -212,7 +270,11 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
         if profile not in suite.profiles:
             plan.skipped.append(Skip(suite.name, f"no profile {profile!r} (profiles: {', '.join(sorted(suite.profiles))})", 0))
             continue
+        plan.recipes[suite.name] = suite.recipes()
+        plan.exceptions[suite.name] = {m: dict(e) for m, e in suite.exceptions.items()}
         cells = list(suite.cells(profile))
+        cells.sort(key=lambda c: c.starts_from is not None)  # bases before the runs that start from them
+        bases: dict[tuple, RunSpec] = {}
         reasons: dict[str, int] = defaultdict(int)
         ignored: dict[str, set[str]] = defaultdict(set)
         for cell in cells:
@@ -225,18 +287,27 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
                 reasons[f"dataset {ds!r} is not registered"] += 1
                 continue
             method_cls = METHODS.get(cell.method)
-            hparams, missing = cell.resolved_hparams(method_cls)
-            if missing:
-                ignored[cell.method].update(missing)
             try:
-                extra = {"pretrained": cell.setting.pretrained} if cell.setting.pretrained else {}
+                hparams, missing = cell.resolved_hparams(method_cls)
+                if missing:
+                    ignored[cell.method].update(missing)
+                extra = {"pretrained": cell.pretrained} if cell.pretrained else {}
+                after = None
+                if cell.starts_from is not None:
+                    base = bases.get((cell.starts_from, id(cell.setting), cell.seed))
+                    if base is None:
+                        raise ValueError(f"{cell.method} starts from {cell.starts_from}, which this suite does "
+                                         f"not run in that setting")
+                    after = base.run_id
+                    extra = {"pretrained": f"run:{after}"}
                 spec = make_spec(cell.method, ds, dataset_params=dict(cell.setting.params), hparams=hparams,
                                  seed=cell.seed, epochs=cell.epochs, max_train=cell.max_train,
                                  label_noise=cell.setting.label_noise, max_eval=cell.max_eval,
-                                 backbone=cell.setting.backbone, **extra)
+                                 backbone=cell.backbone, **extra)
             except (ValueError, TypeError) as e:
                 reasons[f"cannot build the spec: {e}"] += 1
                 continue
+            bases[(cell.method, id(cell.setting), cell.seed)] = spec
             if spec.run_id in by_id:
                 planned = by_id[spec.run_id]
                 if suite.name not in planned.suites:
@@ -248,8 +319,15 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
                 if data_checked[ds] is not None:
                     reasons[data_checked[ds]] += 1
                     continue
+            problem = pretrained_problem(spec)
+            if problem is not None:
+                reasons[problem] += 1
+                continue
+            stored = store.has(spec.run_id)
+            stale = stale_reason(store.get(spec.run_id)) if stored else None
             planned = PlannedRun(spec, [suite.name], profile, cell.setting.describe(),
-                                 cached=store.has(spec.run_id), position=position)
+                                 cached=stored and not (stale and rerun_stale), position=position, after=after,
+                                 stale=stale)
             by_id[spec.run_id] = planned
             plan.runs.append(planned)
         for reason, n in reasons.items():
@@ -263,6 +341,19 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
     else:
         plan.runs.sort(key=lambda r: r.position)
     return plan
+
+
+def pretrained_problem(spec: RunSpec) -> str | None:
+    """Why the backbone weights ``spec.pretrained`` names cannot be loaded here, or None. Run
+    references (``run:ID``) are resolved when the run starts (the base may still be planned)."""
+    if not spec.pretrained or spec.pretrained.startswith("run:"):
+        return None
+    from .nets_resnet import PretrainedWeightsError, resolve_pretrained
+    try:
+        resolve_pretrained(spec.pretrained)
+    except PretrainedWeightsError as e:
+        return " ".join(str(e).split())
+    return None
 
 
 def data_problem(dataset: str, params: dict, data_root, home: Path) -> str | None:
@@ -465,7 +556,7 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
     claims = {c["run_id"]: c for c in board.claims()}
     failures = {f["run_id"]: f for f in board.failures() if not store.has(f["run_id"])}
     suites = list(suites)
-    rows, in_suites = [], set()
+    rows, in_suites, stale_runs = [], set(), []
     for suite in suites:
         for profile in profiles:
             if profile not in suite.profiles:
@@ -473,17 +564,24 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
             plan = make_plan([suite], profile, store=store, check_data=False, order="suite")
             ids = [r.run_id for r in plan.runs]
             in_suites.update(ids)
-            done = sum(store.has(i) for i in ids)
+            stale = sum(1 for r in plan.runs if r.stale)
+            done = sum(store.has(i) for i in ids) - stale
             running = sum(i in claims and not claims[i]["stale"] and not store.has(i) for i in ids)
             failed = sum(i in failures and not (i in claims and not claims[i]["stale"]) for i in ids)
             skipped = sum(s.runs for s in plan.skipped)
-            rows.append((suite.name, profile, len(ids) + skipped, done, running, failed,
-                         len(ids) - done - running - failed, skipped))
+            rows.append((suite.name, profile, len(ids) + skipped, done, stale, running, failed,
+                         len(ids) - done - stale - running - failed, skipped))
+            stale_runs.extend(r for r in plan.runs if r.stale and r.run_id not in {x.run_id for x in stale_runs})
     width = max([len(r[0]) for r in rows] + [5])
     lines = [f"Result store: {store.root}",
-             f"{'suite':<{width}}  profile  {'runs':>5}  {'done':>5}  {'running':>7}  {'failed':>6}  {'to do':>5}  {'skipped':>7}"]
-    lines += [f"{n:<{width}}  {p:<7}  {t:>5}  {d:>5}  {r:>7}  {f:>6}  {todo:>5}  {sk:>7}" for n, p, t, d, r, f, todo, sk in rows]
-    lines.append("  (skipped: not plannable here — a method or dataset not registered, or a parameter it lacks)")
+             f"{'suite':<{width}}  profile  {'runs':>5}  {'done':>5}  {'stale':>5}  {'running':>7}  {'failed':>6}  "
+             f"{'to do':>5}  {'skipped':>7}"]
+    lines += [f"{n:<{width}}  {p:<7}  {t:>5}  {d:>5}  {st:>5}  {r:>7}  {f:>6}  {todo:>5}  {sk:>7}"
+              for n, p, t, d, st, r, f, todo, sk in rows]
+    lines.append("  (skipped: not plannable here — a method or dataset not registered, or a parameter it lacks;")
+    lines.append("   stale: stored, but the method's, dataset's or backbone's code changed since — `run --rerun-stale`)")
+    for r in stale_runs:
+        lines.append(f"  stale {r.run_id}  {r.describe()}: {r.stale}")
     now = time.time()
     live = [c for c in claims.values() if not store.has(c["run_id"])]
     lines.append(f"Running ({len(live)} claim(s)):" if live else "Running: nothing")

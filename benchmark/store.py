@@ -62,6 +62,21 @@ class ResultStore:
             os.unlink(tmp)
         return final
 
+    def retire(self, run_id: str, reason: str) -> Path:
+        """Move a stored record out of the way of a rerun (``run --rerun-stale``), keeping it under
+        ``<root>/_stale/<run_id>.<created>.json`` with the reason added; returns its new path."""
+        record = self.get(run_id)
+        record["retired"] = {"reason": reason, "at": now_iso()}
+        folder = self.root / "_stale"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = re.sub(r"[^0-9A-Za-z]", "", str(record.get("created", ""))) or "undated"
+        dest = folder / f"{run_id}.{stamp}.json"
+        tmp = dest.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True, allow_nan=True))
+        os.replace(tmp, dest)
+        self.path(run_id).unlink()
+        return dest
+
     def records(self) -> Iterator[dict[str, Any]]:
         if not self.root.is_dir():
             return

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from benchmark import Method, hp, register_method
 from benchmark.nets import build_backbone
 from benchmark.per_sample import Rebatch
-from benchmark_methods.pgd import ResizableBuffers, Table4HParams, fit, make_scheduler, make_sgd, sampling_summary
+from benchmark.optim import make_optimizer
+from benchmark_methods.pgd import ResizableBuffers, Table4HParams, fit, make_scheduler, sampling_summary
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class AFLite(ResizableBuffers, Method):
     def __init__(self, hparams: AFLiteHParams, info, epochs):
         super().__init__(hparams, info, epochs)
         self.net = build_backbone(info)
-        self.optimizers["main"] = make_sgd(self.net.parameters(), hparams)
+        self.optimizers["main"] = make_optimizer(self.net.parameters(), hparams)
         self.schedulers["main"] = make_scheduler(self.optimizers["main"], hparams, epochs)
         self.register_buffer("kept", torch.zeros(0, dtype=torch.long))
 

@@ -42,10 +42,11 @@ from torch import nn
 from benchmark import Method, hp, register_method
 from benchmark.method import grad_reverse
 from benchmark.nets import bias_correct, build_backbone, make_bias_head
+from benchmark.optim import TrainHParams, add_optimizer
 
 
 @dataclass(frozen=True)
-class BlindEyeHParams:
+class BlindEyeHParams(TrainHParams):
     alpha: float = hp(0.1, "Blind Eye Sec. 5.5 (α in Eq. 3)", "α: weight of the confusion loss",
                       space=lambda r: 10 ** r.uniform(-2, 0))
     beta: float = hp(1.0, "Blind Eye Sec. 5.5 (β_m = 1 for every m)", "β_m: weight of each spurious classifier's loss (Eq. 5)")
@@ -59,13 +60,6 @@ class BlindEyeHParams:
                                "weight L_p and each L_m by the inverse relative class frequency in training")
     head_lr_mult: float = hp(1.0, "LNL official trainer.py:58-61 (one lr for all nets; Blind Eye Sec. 5.5: ×10)",
                              "learning-rate factor of the spurious classifiers")
-    lr: float = hp(0.01, "LNL official baseline lr option.py:12", space=lambda r: 10 ** r.uniform(-3, -1))
-    momentum: float = hp(0.9, "LNL official trainer.py:58-61")
-    weight_decay: float = hp(5e-4, "LNL official trainer.py:58-61")
-    batch_size: int = hp(128, "LNL official option.py")
-    epochs: int = hp(100, "LNL official option.py")
-    lr_step: int = hp(40, "LNL official option.py:13-14")
-    lr_gamma: float = hp(0.1, "LNL official option.py:13-14")
 
 
 def inverse_frequency(target: torch.Tensor, num_classes: int, ignore_index: int = -100) -> torch.Tensor:
@@ -114,10 +108,7 @@ class BlindEye(Method):
             self.register_buffer(f"weight_h{i}", torch.ones(h.num_classes))
         groups = {"f": (self.net.f, 1.0), "g": (self.net.g, 1.0), "h": (self.heads, hparams.head_lr_mult)}
         for name, (module, mult) in groups.items():
-            self.optimizers[name] = torch.optim.SGD(module.parameters(), lr=hparams.lr * mult,
-                                                    momentum=hparams.momentum, weight_decay=hparams.weight_decay)
-            self.schedulers[name] = torch.optim.lr_scheduler.StepLR(self.optimizers[name], hparams.lr_step,
-                                                                    hparams.lr_gamma)
+            add_optimizer(self, name, module.parameters(), epochs, lr=hparams.lr * mult)
 
     def prepare(self, loader):
         if not self.hparams.class_weighting:

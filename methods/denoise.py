@@ -23,6 +23,7 @@ counts by clean/noisy × majority/minority (Table 16) when the run has label noi
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ from benchmark.engine import Loader
 from benchmark.hparams import from_dict
 from benchmark.method import Batch
 from benchmark.nets import build_backbone
+from benchmark.optim import TrainHParams
 from benchmark.registry import METHODS
 from benchmark.per_sample import Rebatch
 from benchmark_methods.pgd import ResizableBuffers, Table4HParams, fit
@@ -120,7 +122,11 @@ class Denoise(ResizableBuffers, Method):
     def __init__(self, hparams: DenoiseHParams, info, epochs):
         super().__init__(hparams, info, epochs)
         cls = METHODS.get(hparams.inner)
-        inner_hp = from_dict(cls.HParams, {**parse_overrides(hparams.inner_set), "batch_size": hparams.batch_size})
+        # The shared training fields (a suite's recipe) pass on to the inner method; inner_set overrides them.
+        names = {f.name for f in dataclasses.fields(cls.HParams)}
+        shared = {f.name: getattr(hparams, f.name) for f in dataclasses.fields(TrainHParams) if f.name in names}
+        inner_hp = from_dict(cls.HParams, {**shared, **parse_overrides(hparams.inner_set),
+                                           "batch_size": hparams.batch_size})
         self.inner = cls(inner_hp, info, epochs)
         self.noise_net = build_backbone(info)
         self.optimizers = self.inner.optimizers

@@ -22,21 +22,15 @@ import torch.nn.functional as F
 
 from benchmark import Method, hp, register_method
 from benchmark.nets import build_backbone
+from benchmark.optim import TrainHParams, add_optimizer
 
 GRAY_WEIGHTS = {"luma": (0.299, 0.587, 0.114), "mean": (1 / 3, 1 / 3, 1 / 3)}  # ITU-R BT.601 luma
 
 
 @dataclass(frozen=True)
-class GrayHParams:
+class GrayHParams(TrainHParams):
     gray_weights: str = hp("luma", "ours: ITU-R BT.601 as PIL convert('L') / torchvision Grayscale (LNL gives none)",
                            "channel weights of the grey level", choices=tuple(GRAY_WEIGHTS))
-    lr: float = hp(0.01, "LNL official option.py:12", space=lambda r: 10 ** r.uniform(-3, -1))
-    momentum: float = hp(0.9, "LNL official trainer.py:58-61")
-    weight_decay: float = hp(5e-4, "LNL official trainer.py:58-61", space=lambda r: 10 ** r.uniform(-5, -3))
-    batch_size: int = hp(128, "LNL official option.py", space=lambda r: r.choice([64, 128, 256]))
-    epochs: int = hp(100, "LNL official option.py")
-    lr_step: int = hp(40, "LNL official option.py:13-14", "epochs between ×lr_gamma decays")
-    lr_gamma: float = hp(0.1, "LNL official option.py:13-14")
 
 
 @register_method("gray")
@@ -55,10 +49,7 @@ class Gray(Method):
         self.register_buffer("mean", torch.tensor(info.mean, dtype=torch.float32).view(shape), persistent=False)
         self.register_buffer("std", torch.tensor(info.std, dtype=torch.float32).view(shape), persistent=False)
         self.register_buffer("weights", torch.tensor(GRAY_WEIGHTS[hparams.gray_weights]).view(shape), persistent=False)
-        self.optimizers["main"] = torch.optim.SGD(self.net.parameters(), lr=hparams.lr, momentum=hparams.momentum,
-                                                  weight_decay=hparams.weight_decay)
-        self.schedulers["main"] = torch.optim.lr_scheduler.StepLR(self.optimizers["main"], hparams.lr_step,
-                                                                  hparams.lr_gamma)
+        add_optimizer(self, "main", self.net.parameters(), epochs)
 
     def to_gray(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised RGB batch → the normalised batch of its grey image repeated on three channels."""

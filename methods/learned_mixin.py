@@ -50,8 +50,7 @@ from torch import nn
 from benchmark import Method, hp, register_method
 from benchmark.losses import generalized_cross_entropy
 from benchmark.nets import build_backbone
-from benchmark_methods import _optim
-from benchmark_methods._optim import PGD_PRESETS
+from benchmark.optim import OPTIMIZERS, TrainHParams, add_optimizer, make_optimizer
 from benchmark_methods.rebias import build_bias_net
 
 
@@ -59,7 +58,7 @@ GCE_Q = 0.7  # LfF official module/loss.py:10, PGD learner.py:263
 
 
 @dataclass(frozen=True)
-class LearnedMixinHParams:
+class LearnedMixinHParams(TrainHParams):
     entropy_weight: float = hp(0.36, "ReBias official comparison_methods.py:72; Clark et al. 2019 Sec. 4 (VQA-CP)",
                                "w_H: weight of the entropy penalty on the scaled bias distribution",
                                space=lambda r: 10 ** r.uniform(-2, 0.5))
@@ -74,7 +73,7 @@ class LearnedMixinHParams:
                           choices=("y", "b"))
     bias_backbone: str = hp("same", "PGD App. C (same network); ReBias official: rebias_convnet_k1",
                             "backbone of the bias model: 'same' or a registered backbone name")
-    optimizer: str = hp("adam", "ReBias official main_biased_mnist.py:46", choices=_optim.OPTIMIZERS)
+    optimizer: str = hp("adam", "ReBias official main_biased_mnist.py:46", choices=OPTIMIZERS)
     lr: float = hp(1e-3, "ReBias official main_biased_mnist.py:45", space=lambda r: 10 ** r.uniform(-4, -2))
     momentum: float = hp(0.9, "unused by Adam")
     weight_decay: float = hp(1e-4, "ReBias official main_biased_mnist.py:123-124")
@@ -86,7 +85,7 @@ class LearnedMixinHParams:
 
 
 PRESETS = {"official": {"bias_backbone": "rebias_convnet_k1"},
-           "rebias_code": {"bias_backbone": "rebias_convnet_k1", "train_gate": False}, **PGD_PRESETS}
+           "rebias_code": {"bias_backbone": "rebias_convnet_k1", "train_gate": False}}
 
 
 @register_method("learned_mixin")
@@ -107,9 +106,9 @@ class LearnedMixin(Method):
         self.bias_net = build_bias_net(info, hparams.bias_backbone)
         self.gate = nn.Linear(math.prod(self.net.feat_shape), 1)
         params = list(self.net.parameters()) + (list(self.gate.parameters()) if hparams.train_gate else [])
-        _optim.add(self, "f", params, epochs)
+        add_optimizer(self, "f", params, epochs)
         # The bias model's optimiser lives only through prepare(); its weights are then frozen.
-        self._bias_opt = _optim.make_optimizer(self.bias_net.parameters(), hparams)
+        self._bias_opt = make_optimizer(self.bias_net.parameters(), hparams)
         self.register_buffer("frozen", torch.tensor(False))  # set by prepare(); checkpointed
 
     def prepare(self, loader):

@@ -31,17 +31,16 @@ import torch.nn.functional as F
 from benchmark import Method, hp, register_method
 from benchmark.losses import generalized_cross_entropy
 from benchmark.nets import build_backbone
-from benchmark_methods import _optim
-from benchmark_methods._optim import PGD_PRESETS
+from benchmark.optim import OPTIMIZERS, TrainHParams, add_optimizer
 
 
 @dataclass(frozen=True)
-class LfFHParams:
+class LfFHParams(TrainHParams):
     q: float = hp(0.7, "LfF official module/loss.py:10", "GCE exponent of the biased model",
                   space=lambda r: r.choice([0.5, 0.7, 0.9]))
     ema_alpha: float = hp(0.7, "LfF official train.py:136-137", "weight of the old value in the per-sample loss EMA",
                           space=lambda r: r.choice([0.5, 0.7, 0.9]))
-    optimizer: str = hp("adam", "LfF official config.py:38", choices=_optim.OPTIMIZERS)
+    optimizer: str = hp("adam", "LfF official config.py:38", choices=OPTIMIZERS)
     lr: float = hp(1e-3, "LfF official config.py:39", space=lambda r: 10 ** r.uniform(-4, -2))
     momentum: float = hp(0.9, "LfF official train.py:96 (SGD branch only)")
     weight_decay: float = hp(0.0, "LfF official config.py:40")
@@ -50,9 +49,6 @@ class LfFHParams:
     lr_step: int = hp(0, "LfF official (no schedule)", "epochs between ×lr_gamma decays (0 = none)")
     lr_milestones: tuple[float, ...] = hp((), "LfF official (no schedule)", "decay at these fractions of the epochs")
     lr_gamma: float = hp(0.1, "unused by LfF")
-
-
-PRESETS = {"official": {}, **PGD_PRESETS}  # hparams overrides: LfF's own recipe, PGD's Table 4 / code
 
 
 @register_method("lff")
@@ -66,8 +62,8 @@ class LfF(Method):
         super().__init__(hparams, info, epochs)
         self.net_b = build_backbone(info)
         self.net_d = build_backbone(info)
-        _optim.add(self, "b", self.net_b.parameters(), epochs)
-        _optim.add(self, "d", self.net_d.parameters(), epochs)
+        add_optimizer(self, "b", self.net_b.parameters(), epochs)
+        add_optimizer(self, "d", self.net_d.parameters(), epochs)
         # Per-sample EMA tables; sized to the training set in prepare() (or by a loaded state).
         for name, dtype in (("ema_b", torch.float32), ("ema_d", torch.float32), ("seen", torch.float32),
                             ("train_y", torch.int64)):

@@ -32,31 +32,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from benchmark import Method, hp, register_method
 from benchmark.method import grad_reverse
 from benchmark.nets import bias_correct, bias_loss, build_backbone, make_bias_head
+from benchmark.optim import TrainHParams, add_optimizer
 
 
 @dataclass(frozen=True)
-class LNLHParams:
+class LNLHParams(TrainHParams):
     lambda_entropy: float = hp(0.01, "LNL official trainer.py:107,137", "λ: weight of the negative conditional entropy",
                                space=lambda r: 10 ** r.uniform(-3, 0))
     mu_grl: float = hp(0.1, "LNL official trainer.py:22 (gradient reversal scale)", "μ: gradient reversal scale",
                        space=lambda r: 10 ** r.uniform(-2, 0))
     adversarial: bool = hp(True, "LNL Eq. 9", "phase 1 entropy term (False with grl=True is GRL alone)")
     grl: bool = hp(True, "LNL Sec. 3.2", "reverse h's gradient into f in phase 2 (False = 'Ours-adv')")
-    lr: float = hp(0.01, "LNL official baseline lr option.py:12 (LNL itself: 0.001 from a trained baseline)",
-                   space=lambda r: 10 ** r.uniform(-3, -1))
-    momentum: float = hp(0.9, "LNL official trainer.py:58-61")
-    weight_decay: float = hp(5e-4, "LNL official trainer.py:58-61")
-    batch_size: int = hp(128, "LNL official option.py")
-    epochs: int = hp(100, "LNL official option.py")
-    lr_step: int = hp(40, "LNL official option.py:13-14")
-    lr_gamma: float = hp(0.1, "LNL official option.py:13-14")
 
 
 @register_method("lnl")
@@ -73,10 +65,7 @@ class LNL(Method):
         self.heads = nn.ModuleList(make_bias_head(self.net.feat_shape, h) for h in info.bias_heads)
         groups = {"f": self.net.f.parameters(), "g": self.net.g.parameters(), "h": self.heads.parameters()}
         for name, params in groups.items():
-            self.optimizers[name] = torch.optim.SGD(params, lr=hparams.lr, momentum=hparams.momentum,
-                                                    weight_decay=hparams.weight_decay)
-            self.schedulers[name] = torch.optim.lr_scheduler.StepLR(self.optimizers[name], hparams.lr_step,
-                                                                    hparams.lr_gamma)
+            add_optimizer(self, name, params, epochs)
 
     def update(self, batch):
         hp_, opt = self.hparams, self.optimizers

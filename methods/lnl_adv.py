@@ -13,25 +13,18 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from benchmark import hp, register_method
+from benchmark.optim import TrainHParams
 from benchmark_methods.lnl import LNL
 
 
 @dataclass(frozen=True)
-class LNLAdvHParams:
+class LNLAdvHParams(TrainHParams):
     # LNL's switches, fixed for this method (class constants, not hyperparameters).
     adversarial: ClassVar[bool] = True
     grl: ClassVar[bool] = False
     mu_grl: ClassVar[float] = 0.0
     lambda_entropy: float = hp(0.01, "LNL official trainer.py:107,137", "λ: weight of the negative conditional entropy",
                                space=lambda r: 10 ** r.uniform(-3, 0))
-    lr: float = hp(0.01, "LNL official baseline lr option.py:12 (LNL itself: 0.001 from a trained baseline)",
-                   space=lambda r: 10 ** r.uniform(-3, -1))
-    momentum: float = hp(0.9, "LNL official trainer.py:58-61")
-    weight_decay: float = hp(5e-4, "LNL official trainer.py:58-61")
-    batch_size: int = hp(128, "LNL official option.py")
-    epochs: int = hp(100, "LNL official option.py")
-    lr_step: int = hp(40, "LNL official option.py:13-14")
-    lr_gamma: float = hp(0.1, "LNL official option.py:13-14")
 
 
 @register_method("lnl_adv")

@@ -63,17 +63,19 @@ from benchmark import per_sample as ps
 from benchmark.per_sample import Rebatch
 from benchmark.losses import generalized_cross_entropy
 from benchmark.nets import build_backbone
-from benchmark_methods import _optim
+from benchmark import optim
+from benchmark.optim import TrainHParams
 
 _LR_GAMMA_NOTE = ("PGD Table 4 'LR decay' (CM/WM), as printed: ×0.001 at 20 % of the epochs all but stops "
                   "training there (the real-world columns print 0.1, the official StepLR gamma is 0.1); "
-                  "kept literal, as methods/_optim.py PGD_TABLE4 does for the other baselines")
+                  "kept literal, as benchmark/recipes.py PGD_TABLE4_MNIST does for every row")
 
 
 @dataclass(frozen=True)
-class Table4HParams:
+class Table4HParams(TrainHParams):
     """The optimisation settings PGD's Table 4 shares across all algorithms (Colored / Watermarked
-    MNIST columns), used by ``pgd`` and by the baselines as the paper ran them (App. A.1, C)."""
+    MNIST columns) as the defaults of ``pgd``, ``repair``, ``aflite`` and ``denoise``; the suites
+    apply the same values to every row through :data:`benchmark.recipes.PGD_TABLE4_MNIST`."""
 
     lr: float = hp(0.01, "PGD Table 4 (CM/WM)", space=lambda r: r.choice([0.005, 0.01, 0.02]))
     momentum: float = hp(0.8, "PGD Table 4 (CM/WM)")
@@ -141,14 +143,10 @@ class PGDOfficialHParams(PGDHParams):
 
 # --- shared helpers (also used by the denoise wrapper, REPAIR and AFLite) ----------------------------
 
-def make_sgd(params, hp_: Table4HParams) -> torch.optim.SGD:
-    return torch.optim.SGD(params, lr=hp_.lr, momentum=hp_.momentum, weight_decay=hp_.weight_decay)
-
-
 def make_scheduler(opt: torch.optim.Optimizer, hp_: Table4HParams, epochs: int):
     """MultiStepLR at round(fraction · epochs) (Table 4), else StepLR(lr_step), else a constant
-    rate (the suite's convention, methods/_optim.py)."""
-    sched = _optim.make_scheduler(opt, hp_, epochs)
+    rate (:func:`benchmark.optim.make_scheduler`, with a constant schedule instead of None)."""
+    sched = optim.make_scheduler(opt, hp_, epochs)
     return sched if sched is not None else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
@@ -161,7 +159,7 @@ def fit(net: nn.Module, loader, epochs: int, hp_: Table4HParams, loss: str = "ce
         loss: "ce" or "gce" (generalized cross-entropy with ``q``, Zhang & Sabuncu 2018).
         augment: ask the loader for augmented batches (the dataset's train augmentation).
     """
-    opt = make_sgd(net.parameters(), hp_)
+    opt = optim.make_optimizer(net.parameters(), hp_)
     sched = make_scheduler(opt, hp_, epochs)
     pool = torch.arange(len(loader)) if indices is None else indices.cpu()
     net.train()
@@ -249,6 +247,18 @@ def sampling_summary(weight: torch.Tensor, aligned: torch.Tensor, prefix: str) -
             f"{prefix}draw_ess_fraction": round(float(w.sum() ** 2 / (w ** 2).sum() / len(w)), 6)}
 
 
+def score_histogram(weight: torch.Tensor, aligned: torch.Tensor, bins: int = 50) -> dict[str, list]:
+    """Histogram of log10 of the per-sample sampling weights (the normalised scores) of bias-aligned
+    and bias-conflicting training samples on shared edges — PGD Figure 4(c); read by the report's
+    ``score_histogram`` figure. Metrics only: training never reads ``aligned``."""
+    logw = weight.double().cpu().clamp_min(1e-300).log10()
+    edges = torch.linspace(float(logw.min()), float(logw.max()) + 1e-12, bins + 1, dtype=torch.float64)
+    mask = aligned.cpu().bool()
+    return {"edges": [round(float(e), 6) for e in edges], "x_label": "log10 sampling weight",
+            "aligned": torch.histogram(logw[mask], edges).hist.long().tolist(),
+            "conflicting": torch.histogram(logw[~mask], edges).hist.long().tolist()}
+
+
 @register_method("pgd")
 class PGD(ResizableBuffers, Method):
     """PGD: resample by per-sample-gradient scores of a GCE-biased model (paper recipe, Table 4)."""
@@ -263,7 +273,7 @@ class PGD(ResizableBuffers, Method):
         super().__init__(hparams, info, epochs)
         self.biased = build_backbone(info)
         self.net = build_backbone(info)
-        self.optimizers["main"] = make_sgd(self.net.parameters(), hparams)
+        self.optimizers["main"] = optim.make_optimizer(self.net.parameters(), hparams)
         self.schedulers["main"] = make_scheduler(self.optimizers["main"], hparams, epochs)
         self.register_buffer("sample_weight", torch.zeros(0, dtype=torch.float64))
 
@@ -276,6 +286,7 @@ class PGD(ResizableBuffers, Method):
             self.net.load_state_dict(self.biased.state_dict())
         metrics["biased_epoch_s"] = round(sum(times) / max(len(times), 1), 3)
         metrics.update(sampling_summary(weight, loader.split.aligned, "pgd."))
+        metrics["pgd.score_hist"] = score_histogram(weight, loader.split.aligned)
         return metrics
 
     def sample_indices(self, n, generator):

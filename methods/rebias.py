@@ -36,8 +36,7 @@ from torch import nn
 
 from benchmark import Method, hp, register_method
 from benchmark.nets import build_backbone
-from benchmark_methods import _optim
-from benchmark_methods._optim import PGD_PRESETS
+from benchmark.optim import OPTIMIZERS, TrainHParams, add_optimizer
 
 
 def rbf_kernel(x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
@@ -64,7 +63,7 @@ def hsic_unbiased(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class ReBiasHParams:
+class ReBiasHParams(TrainHParams):
     lambda_f: float = hp(1.0, "ReBias official main_biased_mnist.py:51 (f_lambda_outer)",
                          "weight of HSIC(F, G) in F's loss", space=lambda r: 10 ** r.uniform(-1, 1))
     lambda_g: float = hp(1.0, "ReBias official main_biased_mnist.py:52 (g_lambda_inner)",
@@ -77,7 +76,7 @@ class ReBiasHParams:
     sigma_y: float = hp(1.0, "ReBias official main_biased_mnist.py:61 (rbf_sigma_y)", "RBF radius on G's features")
     sigma_median: bool = hp(False, "ReBias official: False on MNIST; 'median' for ImageNet (README)",
                             "set σ once (before training) to the median pairwise feature distance × sigma_x/sigma_y")
-    optimizer: str = hp("adam", "ReBias official main_biased_mnist.py:46", choices=_optim.OPTIMIZERS)
+    optimizer: str = hp("adam", "ReBias official main_biased_mnist.py:46", choices=OPTIMIZERS)
     lr: float = hp(1e-3, "ReBias official main_biased_mnist.py:45", space=lambda r: 10 ** r.uniform(-4, -2))
     momentum: float = hp(0.9, "unused by Adam")
     weight_decay: float = hp(1e-4, "ReBias official main_biased_mnist.py:123-124")
@@ -88,7 +87,7 @@ class ReBiasHParams:
     lr_gamma: float = hp(0.1, "StepLR default gamma (ReBias passes only step_size)")
 
 
-PRESETS = {"official": {"bias_backbone": "rebias_convnet_k1"}, **PGD_PRESETS}
+PRESETS = {"official": {"bias_backbone": "rebias_convnet_k1"}}
 
 
 def build_bias_net(info, name: str) -> nn.Module:
@@ -107,8 +106,8 @@ class ReBias(Method):
         super().__init__(hparams, info, epochs)
         self.net = build_backbone(info)
         self.g_nets = nn.ModuleList(build_bias_net(info, hparams.bias_backbone) for _ in range(hparams.n_g_nets))
-        _optim.add(self, "f", self.net.parameters(), epochs)
-        _optim.add(self, "g", self.g_nets.parameters(), epochs)
+        add_optimizer(self, "f", self.net.parameters(), epochs)
+        add_optimizer(self, "g", self.g_nets.parameters(), epochs)
         self.register_buffer("sigma", torch.tensor([hparams.sigma_x, hparams.sigma_y]))
 
     def prepare(self, loader):

@@ -33,7 +33,8 @@ from torch import nn
 
 from benchmark import Method, hp, register_method
 from benchmark.nets import build_backbone
-from benchmark_methods.pgd import ResizableBuffers, Table4HParams, make_scheduler, make_sgd, sampling_summary
+from benchmark.optim import make_optimizer
+from benchmark_methods.pgd import ResizableBuffers, Table4HParams, make_scheduler, sampling_summary
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class REPAIR(ResizableBuffers, Method):
     def __init__(self, hparams: REPAIRHParams, info, epochs):
         super().__init__(hparams, info, epochs)
         self.net = build_backbone(info)
-        self.optimizers["main"] = make_sgd(self.net.parameters(), hparams)
+        self.optimizers["main"] = make_optimizer(self.net.parameters(), hparams)
         self.schedulers["main"] = make_scheduler(self.optimizers["main"], hparams, epochs)
         self.register_buffer("w", torch.zeros(0))
         self.register_buffer("keep", torch.zeros(0, dtype=torch.bool))

@@ -39,13 +39,12 @@ from torch import nn
 
 from benchmark import Method, hp, register_method
 from benchmark.nets import build_backbone
-from benchmark_methods import _optim
-from benchmark_methods._optim import PGD_PRESETS
+from benchmark.optim import OPTIMIZERS, TrainHParams, add_optimizer
 from benchmark_methods.rebias import build_bias_net
 
 
 @dataclass(frozen=True)
-class RUBiHParams:
+class RUBiHParams(TrainHParams):
     question_loss_weight: float = hp(1.0, "RUBi official rubi_criterion.py:10; options/vqacp2/rubi.yaml",
                                      "w_q: weight of the bias-only branch's cross-entropy",
                                      space=lambda r: r.choice([0.5, 1.0, 2.0]))
@@ -53,7 +52,7 @@ class RUBiHParams:
                             "optimises it)", "optimise the bias-only branch")
     bias_backbone: str = hp("same", "PGD App. C (same network); ReBias official: rebias_convnet_k1",
                             "backbone of the biased network G: 'same' or a registered backbone name")
-    optimizer: str = hp("adam", "ReBias official main_biased_mnist.py:46", choices=_optim.OPTIMIZERS)
+    optimizer: str = hp("adam", "ReBias official main_biased_mnist.py:46", choices=OPTIMIZERS)
     lr: float = hp(1e-3, "ReBias official main_biased_mnist.py:45", space=lambda r: 10 ** r.uniform(-4, -2))
     momentum: float = hp(0.9, "unused by Adam")
     weight_decay: float = hp(1e-4, "ReBias official main_biased_mnist.py:123-124")
@@ -65,7 +64,7 @@ class RUBiHParams:
 
 
 PRESETS = {"official": {"bias_backbone": "rebias_convnet_k1"},
-           "rebias_code": {"bias_backbone": "rebias_convnet_k1", "train_branch": False}, **PGD_PRESETS}
+           "rebias_code": {"bias_backbone": "rebias_convnet_k1", "train_branch": False}}
 
 
 @register_method("rubi")
@@ -81,8 +80,8 @@ class RUBi(Method):
         self.bias_net = build_bias_net(info, hparams.bias_backbone)
         self.branch = nn.Linear(math.prod(self.bias_net.feat_shape), info.num_classes)
         params = list(self.net.parameters()) + (list(self.branch.parameters()) if hparams.train_branch else [])
-        _optim.add(self, "f", params, epochs)
-        _optim.add(self, "g", self.bias_net.parameters(), epochs)
+        add_optimizer(self, "f", params, epochs)
+        add_optimizer(self, "g", self.bias_net.parameters(), epochs)
 
     def update(self, batch):
         x, y = batch.x, batch.y

@@ -13,7 +13,8 @@ from benchmark import DATASETS, METHODS, make_spec
 from benchmark.engine import Loader, build_method, run
 from benchmark.hparams import from_dict, to_dict
 from benchmark.store import ResultStore
-from benchmark_methods import _optim
+from benchmark import optim
+from benchmark.recipes import PGD_TABLE4_MNIST
 from benchmark_methods.rebias import hsic_unbiased, rbf_kernel
 
 MINE = ("lff", "rebias", "rubi", "learned_mixin")
@@ -51,18 +52,18 @@ def test_hparams_round_trip_and_presets(method):
     presets = __import__(cls.__module__, fromlist=["PRESETS"]).PRESETS
     for name, overrides in presets.items():
         assert from_dict(cls.HParams, overrides) is not None, name
-    assert presets["pgd_table4"]["lr"] == 0.01 and presets["pgd_table4"]["momentum"] == 0.8
+    assert from_dict(cls.HParams, dict(PGD_TABLE4_MNIST.values)).momentum == 0.8
 
 
 def test_schedules():
     p = torch.nn.Parameter(torch.zeros(1))
-    hp = from_dict(METHODS.get("lff").HParams, _optim.PGD_TABLE4)
-    opt = _optim.make_optimizer([p], hp)
+    hp = from_dict(METHODS.get("lff").HParams, dict(PGD_TABLE4_MNIST.values))
+    opt = optim.make_optimizer([p], hp)
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.8
-    sched = _optim.make_scheduler(opt, hp, 100)
+    sched = optim.make_scheduler(opt, hp, 100)
     assert sched.milestones == {20: 1, 40: 1, 60: 1, 80: 1}
-    assert _optim.make_scheduler(opt, from_dict(METHODS.get("lff").HParams, {}), 100) is None
-    step = _optim.make_scheduler(opt, from_dict(METHODS.get("rebias").HParams, {}), 80)
+    assert optim.make_scheduler(opt, from_dict(METHODS.get("lff").HParams, {}), 100) is None
+    step = optim.make_scheduler(opt, from_dict(METHODS.get("rebias").HParams, {}), 80)
     assert isinstance(step, torch.optim.lr_scheduler.StepLR) and step.step_size == 20
 
 

@@ -65,6 +65,8 @@ class Report:
     provenance: pd.DataFrame
     overview: str
     notes: list[str] = field(default_factory=list)
+    stale: pd.DataFrame = field(default_factory=pd.DataFrame)
+    include_stale: bool = False
 
 
 def _natural(name: str):
@@ -78,7 +80,8 @@ def _paper_key(paper: str):
 def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec], *,
                  selections: list[str] | None = None, profile: str = "any", untagged: bool = False,
                  ctx: FigureContext | None = None, store: str = "", generated: str | None = None,
-                 metric: str = "test.acc", dataset: str | None = None, papers_root: Path | None = None) -> Report:
+                 metric: str = "test.acc", dataset: str | None = None, papers_root: Path | None = None,
+                 include_stale: bool = False) -> Report:
     """Every table (once per selection; None = each spec's own protocol) and figure, by paper.
 
     Args:
@@ -92,7 +95,13 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
         store: the store's path, for the provenance line.
         generated: timestamp to print (default: now).
         metric, dataset: for the overview table of every stored run.
+        include_stale: let stale records (a ``stale`` reason column, see
+            ``benchmark.provenance.mark_stale``) fill cells and figures; by default they are only
+            listed in their own section.
     """
+    stale = stale_frame(runs)
+    if not include_stale and not stale.empty:
+        runs = runs[~runs["run_id"].isin(stale["run_id"])]
     ctx = ctx or FigureContext()
     ctx.profile, ctx.untagged = profile, untagged
     notes: list[str] = []
@@ -121,7 +130,18 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
                   | {r for sec in sections.values() for f in sec.figures for r in f.run_ids})
     return Report(list(sections.values()), selections, profile, generated or now_iso(), code_version(), store,
                   int((runs["status"] == "done").sum()) if "status" in runs.columns else len(runs),
-                  provenance(runs, used), overview_table(runs, metric, dataset), notes)
+                  provenance(runs, used), overview_table(runs, metric, dataset), notes, stale, include_stale)
+
+
+def stale_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose ``stale`` column gives a reason: run id, method, dataset, suite, profile, reason."""
+    cols = ["run_id", "method", "dataset", "suite", "profile", "reason"]
+    if runs.empty or "stale" not in runs.columns:
+        return pd.DataFrame(columns=cols)
+    sub = runs[runs["stale"].map(lambda v: isinstance(v, str) and bool(v))]
+    return pd.DataFrame({"run_id": sub["run_id"], "method": sub["method"], "dataset": sub["dataset"],
+                         "suite": sub.get("tag.suite", ""), "profile": sub.get("tag.profile", ""),
+                         "reason": sub["stale"]}, columns=cols).reset_index(drop=True)
 
 
 def _reevaluations_needed(runs: pd.DataFrame, specs: list[ReportSpec], profile: str, untagged: bool) -> dict[str, set[str]]:
@@ -167,6 +187,10 @@ def _selection_text(report: Report) -> str:
 def summary_text(report: Report) -> str:
     """Per paper: the summary table and the list of cells with both numbers (within / outside)."""
     out = []
+    if not report.stale.empty:
+        out += [f"{len(report.stale)} stored record(s) are stale (code changed since they ran) and "
+                + ("fill cells (--include-stale)." if report.include_stale else "are left out of every cell and figure;")
+                + " see report.md, 'Stale records'.", ""]
     for sec in report.sections:
         if sec.summary is None or sec.summary.empty:
             continue
@@ -204,6 +228,11 @@ def report_markdown(report: Report, figure_dir: str = "figures") -> str:
             out += [f"- {n}" for n in f.notes] + ([""] if f.notes else [])
     if report.notes:
         out += ["## Re-evaluation notes", "", *[f"- {n}" for n in report.notes], ""]
+    if not report.stale.empty:
+        use = "used in cells, marked here" if report.include_stale else "not used in any cell or figure"
+        out += [f"## Stale records ({len(report.stale)}: code changed since they ran; {use})", "",
+                "`python -m benchmark run --suite S --rerun-stale` retrains them.", "",
+                report.stale.to_markdown(index=False, tablefmt="github"), ""]
     out += ["## Provenance: runs read by this report", ""]
     if report.provenance.empty:
         out += ["No run was read.", ""]

@@ -1,7 +1,9 @@
 """Experiment suites: one paper artefact (a table or a figure) as a grid of runs.
 
 A suite is data: the methods it compares, the settings (dataset + protocol parameters, label
-noise, per-setting hyperparameters) it sweeps, and its budget profiles — ``paper`` (the
+noise, per-setting hyperparameters) it sweeps, the paper's shared training recipe
+(:mod:`benchmark.recipes`) that every row runs with — except the rows the suite lists in
+``exceptions``, each with the paper's reason — and its budget profiles — ``paper`` (the
 publication's epochs and hyperparameters) and ``quick`` (a CPU-sized smoke version whose records
 are tagged ``profile=quick`` and whose specs differ from the paper's, so the two never mix). The
 report spec that renders the artefact carries the suite's name.
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Mapping
 
 from .._registry import Registry
+from ..recipes import Recipe
 
 PROFILES = ("paper", "quick")
 
@@ -42,8 +45,12 @@ class Setting:
         hparams: hyperparameter overrides for every method in this setting, e.g.
             ``{"pgd": {"denoise": True}}``; ``"*"`` applies to every method that has the field.
         label: a short name for dry-run listings (default: the parameters).
-        backbone: a backbone other than the dataset's default (None: the default).
-        pretrained: backbone weights to start from ("imagenet" or a file; see ``RunSpec``).
+        backbone: a backbone other than the recipe's / dataset's default (None: the recipe's, else
+            the dataset's).
+        pretrained: backbone weights to start from ("imagenet" or a file; see ``RunSpec``); None:
+            the recipe's.
+        recipe: this setting's training recipe when it differs from the suite's (e.g. one Table 4
+            column per dataset).
     """
 
     dataset: str
@@ -53,6 +60,7 @@ class Setting:
     label: str = ""
     backbone: str | None = None
     pretrained: str | None = None
+    recipe: Recipe | None = None
 
     def describe(self) -> str:
         if self.label:
@@ -119,12 +127,23 @@ class Cell:
     max_eval: int | None
     tiny: bool = False
     profile_hparams: Mapping[str, Any] = field(default_factory=dict)
+    recipe: Recipe | None = None
+    starts_from: str | None = None
+
+    @property
+    def backbone(self) -> str | None:
+        return self.setting.backbone or (self.recipe.backbone if self.recipe else None)
+
+    @property
+    def pretrained(self) -> str | None:
+        return self.setting.pretrained or (self.recipe.pretrained if self.recipe else None)
 
     def resolved_hparams(self, method_cls) -> tuple[dict[str, Any], list[str]]:
-        """The hyperparameter overrides for ``method_cls``, in increasing precedence: the suite's
-        and the setting's, the method's ``tiny_hparams`` (if the profile is tiny), the profile's.
-        ``"*"`` entries apply only where the method has the field; returns (overrides, names of
-        ``"*"`` entries the method does not have)."""
+        """The hyperparameter overrides for ``method_cls``, in increasing precedence: the recipe's,
+        the suite's (its per-row exceptions included) and the setting's, the method's
+        ``tiny_hparams`` (if the profile is tiny), the profile's. ``"*"`` entries apply only where
+        the method has the field; returns (overrides, names of ``"*"`` entries the method does not
+        have). Every recipe field must exist on the method (a recipe is shared by every row)."""
         names = {f.name for f in dataclasses.fields(method_cls.HParams)}
         out: dict[str, Any] = {}
         ignored: list[str] = []
@@ -139,6 +158,12 @@ class Cell:
                 else:
                     out[k] = v
 
+        if self.recipe is not None:
+            lacking = sorted(set(self.recipe.values) - names)
+            if lacking:
+                raise ValueError(f"{method_cls.__name__} has no {lacking}: recipe {self.recipe.name!r} cannot apply "
+                                 f"(derive its HParams from benchmark.optim.TrainHParams)")
+            layer(dict(self.recipe.values))
         layer(self.hparams)
         if self.tiny:
             layer(dict(method_cls.tiny_hparams))
@@ -154,8 +179,17 @@ class Suite:
         paper: the citation.
         methods: method names compared (rows of the artefact).
         settings: the :class:`Setting` grid (columns of the artefact).
-        hparams: hyperparameter overrides per method for every profile (``"*"``: every method
-            that has the field); each value should name its source in a comment.
+        recipe: the paper's shared training recipe (:mod:`benchmark.recipes`) for every row and
+            setting (a setting may name its own); None: each method's own published defaults.
+        hparams: method-specific hyperparameter overrides for every profile (``"*"``: every method
+            that has the field); each value should name its source in a comment. Recipe fields do
+            not belong here (they go in ``exceptions``).
+        exceptions: rows that the paper runs with other values than the recipe:
+            ``{method: {field: (value, "the paper's sentence, page")}}``.
+        starts_from: rows trained from another row's finished run, ``{method: base_method}``:
+            the row starts from the final backbone of the base method's run in the same setting,
+            seed and profile (``pretrained = "run:<its id>"``; LNL's official two-stage recipe). The
+            planner runs the base first.
         profiles: ``{"paper": Profile(...), "quick": Profile(...)}``.
         notes: what the suite leaves out or does differently from the paper, for listings.
 
@@ -167,7 +201,10 @@ class Suite:
     paper: ClassVar[str] = ""
     methods: ClassVar[tuple[str, ...]] = ()
     settings: ClassVar[tuple[Setting, ...]] = ()
+    recipe: ClassVar[Recipe | None] = None
     hparams: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    exceptions: ClassVar[Mapping[str, Mapping[str, tuple[Any, str]]]] = {}
+    starts_from: ClassVar[Mapping[str, str]] = {}
     profiles: ClassVar[Mapping[str, Profile]] = {}
     notes: ClassVar[str] = ""
 
@@ -193,9 +230,20 @@ class Suite:
         settings = [s for s in self.settings
                     if all(s.value(k) in tuple(v) for k, v in prof.keep.items())]
         for method, setting, seed in itertools.product(methods, settings, prof.seeds):
-            hp = {**_for(self.hparams, method), **_for(setting.hparams, method)}
+            exceptions = {k: v for k, (v, _) in self.exceptions.get(method, {}).items()}
+            hp = {**_for(self.hparams, method), **exceptions, **_for(setting.hparams, method)}
             yield Cell(method, setting, seed, hp, prof.epochs, prof.max_train, prof.max_eval,
-                       prof.tiny, _for(prof.hparams, method))
+                       prof.tiny, _for(prof.hparams, method), setting.recipe or self.recipe,
+                       self.starts_from.get(method))
+
+    def recipes(self) -> list[Recipe]:
+        """The distinct recipes of the suite's settings."""
+        out: list[Recipe] = []
+        for s in self.settings:
+            r = s.recipe or self.recipe
+            if r is not None and r not in out:
+                out.append(r)
+        return out
 
     def __repr__(self) -> str:
         return f"<suite {self.name}>"
@@ -211,4 +259,4 @@ def _for(table: Mapping[str, Mapping[str, Any]], method: str) -> dict[str, Any]:
 SUITES: Registry[Suite] = Registry("suite", "benchmark.suites", Suite)
 register_suite = SUITES.register
 
-__all__ = ["Suite", "Setting", "Profile", "Cell", "QUICK", "PROFILES", "SUITES", "register_suite"]
+__all__ = ["Suite", "Setting", "Profile", "Cell", "QUICK", "PROFILES", "SUITES", "register_suite", "Recipe"]

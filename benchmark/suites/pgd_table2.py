@@ -7,8 +7,8 @@ module of Sec. 5 (Algorithm 3) in front. Majority and minority test accuracy, th
 
 Label noise is the spec's ``label_noise``. "With de-noising" runs are the ``denoise`` method
 wrapping the row's method (``inner=<method>``, the inner method's overrides in ``inner_set``), so a
-report finds them as ``method == "denoise"`` and ``hp.inner == <row>``. Hyperparameters: Table 4, as
-in ``pgd.table1``. The 0 %-noise "without de-noising" cells are the same runs as Table 1's 99 %
+report finds them as ``method == "denoise"`` and ``hp.inner == <row>``. Recipe: Table 4
+(:data:`benchmark.recipes.PGD_TABLE4_MNIST`) for every row, as in ``pgd.table1``. The 0 %-noise "without de-noising" cells are the same runs as Table 1's 99 %
 column (same specs, so they run once).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Iterator
 
 from benchmark.suites import QUICK, Cell, Profile, Setting, Suite, register_suite
-from benchmark.suites.pgd_table1 import TABLE4_MNIST
+from benchmark.recipes import PGD_TABLE4_MNIST, RECIPE_FIELDS
 
 NOISE = (0.0, 0.05, 0.10)  # PGD Table 2 column groups
 
@@ -32,7 +32,7 @@ class PGDTable2(Suite):
     methods = ("vanilla", "lff", "rebias", "repair", "pgd")  # Table 2 rows
     settings = tuple(Setting(ds, {"bias_ratio": 0.99}, label_noise=noise)
                      for ds in ("colored_mnist_ratio", "watermarked_mnist") for noise in NOISE)
-    hparams = {"vanilla": TABLE4_MNIST}
+    recipe = PGD_TABLE4_MNIST
     profiles = {
         "paper": Profile(seeds=(0, 1, 2), source="PGD Table 2 (three runs) and Table 4"),
         "quick": replace(QUICK, keep={"label_noise": (0.10,), "dataset": ("colored_mnist_ratio",)}),
@@ -50,9 +50,8 @@ class PGDTable2(Suite):
                 continue
             inner, _ = cell.resolved_hparams(METHODS.get(cell.method))
             outer = {"inner": cell.method}
-            if "batch_size" in inner:  # denoise batches the main loop; it passes its batch size on
-                outer["batch_size"] = inner.pop("batch_size")
-            inner.pop("epochs", None)  # the inner method trains for the run's epochs
+            for name in RECIPE_FIELDS:  # denoise carries the recipe itself and passes it on
+                inner.pop(name, None)
             outer["inner_set"] = ",".join(f"{k}={_text(v)}" for k, v in inner.items())
             label = f"{cell.setting.describe()} with de-noising ({cell.method})"
             yield dataclasses.replace(cell, method="denoise", setting=replace(cell.setting, label=label),

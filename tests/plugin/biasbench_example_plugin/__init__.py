@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from benchmark import Method, hp, register_method
 from benchmark.nets import build_backbone
+from benchmark.suites import Profile, Setting, Suite, register_suite
 
 
 @dataclass(frozen=True)
@@ -41,3 +42,15 @@ class LabelSmoothing(Method):
 
     def predict(self, x):
         return self.net(x)
+
+
+@register_suite("example.smoothing")
+class SmoothingSuite(Suite):
+    """A suite shipped with the plug-in (entry point ``benchmark.suites``): label smoothing on
+    Colored MNIST, with a seconds-long profile."""
+
+    title = "Example: label smoothing on Colored MNIST"
+    methods = ("label_smoothing",)
+    settings = (Setting("colored_mnist", {"sigma2": 0.02}),)
+    profiles = {"quick": Profile(seeds=(0,), epochs=1, max_train=256, max_eval=256, tiny=True,
+                                 source="a smoke test")}
