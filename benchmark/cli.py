@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=(
         "Reproducibility suite for learning from biased data. Runs land in the result store "
         "(results/runs) and are mirrored to MLflow."))
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="registered methods, datasets and backbones")
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="train and evaluate one method on one dataset (per seed), or whole suites",
                        description="Train and evaluate. Dataset parameters are options too: e.g. "
-                                   "--dataset colored_mnist accepts --sigma2; `list -v` shows them all. "
+                                   "--dataset colored_mnist accepts --sigma2; `list -v` shows them all "
+                                   "(a dataset's own seed is --data-seed; --seed is the training seed). "
                                    "With --all or --suite, run experiment suites (paper artefacts) on local "
                                    "workers or SLURM: finished runs are skipped, interrupted ones resume.")
     p.add_argument("--method", help="registered method name (see `list`); not with --all/--suite")
@@ -139,15 +141,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     _add_common(p)
+    for p in sub.choices.values():  # `run ... --debug` as well as `--debug run ...`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
     return parser
+
+
+RUN_OPTIONS = {  # every --NAME of the run parser (a dataset parameter of that name becomes --data-NAME)
+    "all", "array_parallelism", "backbone", "cluster", "cpus_per_task", "data_root", "dataset", "debug", "device",
+    "dry_run", "epochs", "executor", "gpus_per_job", "help", "home", "jobs_per_gpu", "label_noise", "limit", "match",
+    "max_train", "mem_gb", "method", "no_mlflow", "no_progress", "order", "partition", "pretrained", "profile",
+    "quick", "results_dir", "retries", "seed", "set", "slurm_folder", "suite", "time", "tracking_uri", "verbose",
+    "workers"}
+
+
+def dataset_option(name: str) -> str:
+    """The run option of dataset parameter ``name``: ``--NAME``, or ``--data-NAME`` where the run
+    parser has ``--NAME`` itself (e.g. a dataset's ``seed`` is ``--data-seed``, the training seed
+    ``--seed``)."""
+    return "--" + ("data-" if name in RUN_OPTIONS else "") + name.replace("_", "-")
 
 
 def _dataset_param_options(dataset: str) -> argparse.ArgumentParser:
     from .registry import DATASETS
     family = DATASETS.get(dataset)
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for f in dataclasses.fields(family.Params):
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"param_{f.name}", metavar=f.name.upper(),
+        p.add_argument(dataset_option(f.name), dest=f"param_{f.name}", metavar=f.name.upper(),
                        help=f"{f.metadata.get('help', '')} (default {f.default!r})")
     return p
 
@@ -183,11 +203,17 @@ def cmd_list(args) -> int:
         print(f"  {name:<16} {describe(cls)}")
         if args.verbose:
             for fname, default, source, help_ in describe_fields(cls.Params):
-                print(f"      --{fname.replace('_', '-')}={default!r}  — {help_} [{source}]")
+                print(f"      {dataset_option(fname)}={default!r}  — {help_} [{source}]")
     print("Backbones:")
     for name, cls in BACKBONES.items():
         print(f"  {name:<16} {describe(cls)}")
     from .suites import SUITES
+    SUITES.names()  # load every plug-in group, so the broken ones are known below
+    broken = [msg for reg in (METHODS, DATASETS, BACKBONES, SUITES) for msg in reg.broken.values()]
+    if broken:
+        print("Broken plug-ins (not usable until fixed or uninstalled; everything else works):")
+        for msg in broken:
+            print(f"  {msg}")
     print("Suites (run --suite NAME [--profile paper|quick]):")
     for name, cls in SUITES.items():
         suite = cls()
@@ -229,7 +255,6 @@ def cmd_run(args, extra: list[str]) -> int:
     if args.quick:  # e.g. fewer epochs for a method's preparation stage; explicit --set wins
         hparams = {**METHODS.get(args.method).quick_hparams, **hparams}
     store = ResultStore(args.results_dir)
-    mirror = None if args.no_mlflow else MLflowMirror(args.tracking_uri)
     try:
         specs = [make_spec(args.method, args.dataset, dataset_params=params, hparams=hparams,
                            seed=seed, epochs=epochs, max_train=max_train, backbone=args.backbone,
@@ -238,6 +263,8 @@ def cmd_run(args, extra: list[str]) -> int:
                  for seed in args.seed]
     except ValueError as e:
         raise UsageError(str(e)) from None
+    _preflight(args, store, specs)
+    mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
     for spec in specs:
         seed = spec.seed
         result = run(spec, store=store, data_root=args.data_root, device=args.device, mirror=mirror,
@@ -274,6 +301,8 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     plan.select(args.match, args.limit)
+    if not args.dry_run:
+        _check_plan_data(plan, explicit=not args.all)
     slots = []
     if args.executor == "local":  # SLURM jobs find their GPUs on the compute nodes
         try:
@@ -288,15 +317,13 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     for line in plan.skip_lines():
         print(line, file=sys.stderr)
     todo = plan.todo
+    _preflight(args, store, [r.spec for r in todo])
+    mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
     print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(todo)} to run"
           + ("" if todo else " — everything is cached, nothing to do"), flush=True)
     if not todo:
         return 0
     settings = make_settings(store.root, home, args.data_root, args.device, [r.spec for r in todo])
-    mirror = None
-    if not args.no_mlflow:
-        from .tracking import MLflowMirror
-        mirror = MLflowMirror(args.tracking_uri)
     if args.executor == "local":
         where = ", ".join(f"{s.device}{'' if s.gpu is None else ':' + s.gpu}" for s in slots)
         print(f"local executor: {len(slots)} slot(s) [{where}], {slots[0].threads} thread(s) each", flush=True)
@@ -316,6 +343,42 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         return 130
     print(summary.render(), flush=True)
     return 1 if summary.failed else 0
+
+
+def _preflight(args, store, specs) -> None:
+    """Before any training: the store and --home can be written, --device exists, every
+    --pretrained resolves (see :mod:`benchmark.preflight`)."""
+    from .data import default_home
+    from .preflight import check_device, check_pretrained, check_writable
+    check_writable(store.root, "the result store", "choose another with --results-dir or $BENCHMARK_RESULTS, "
+                                                   "or make it writable")
+    check_writable(default_home(), "the working folder (--home)", "choose another with --home or $BENCHMARK_HOME, "
+                                                                 "or make it writable")
+    check_device(args.device)
+    check_pretrained(specs, default_home())
+
+
+def _check_plan_data(plan, explicit: bool) -> None:
+    """A suite named with --suite must be plannable in full (its data present, its plug-ins
+    registered); with --all, skipped suites are reported, but an empty plan is an error."""
+    if not plan.skipped:
+        return
+    if explicit or not plan.runs:
+        first = plan.skip_lines()
+        raise UsageError(f"{first[0]}" + (f" (and {len(first) - 1} more)" if len(first) > 1 else "")
+                         + "; put the files in place (--data-root or $BENCHMARK_DATA_ROOT) or leave that suite out "
+                           "(`run --suite NAME --dry-run -v` shows the plan)")
+
+
+def _synced_mirror(uri, store):
+    """An MLflow mirror that has sent every stored record MLflow lacks (one warning if MLflow is
+    down; the run goes on)."""
+    from .tracking import MLflowMirror
+    mirror = MLflowMirror(uri)
+    result = mirror.sync(store)
+    if result.sent:
+        print(f"mirrored {len(result.sent)} stored record(s) MLflow lacked to {mirror.uri}", file=sys.stderr)
+    return mirror
 
 
 def cmd_status(args) -> int:
@@ -352,19 +415,46 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    import signal
+
+    from .store import ResultStore
     from .tracking import default_tracking_uri
     uri = args.tracking_uri or default_tracking_uri()
-    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl-C stops it)")
-    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                            "--host", "127.0.0.1", "--port", str(args.port)])
+    _synced_mirror(uri, ResultStore(args.results_dir))
+    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl-C stops it)", flush=True)
+    # its own process group, so stopping `ui` (Ctrl-C, SIGTERM) stops the server and its workers
+    child = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                              "--host", "127.0.0.1", "--port", str(args.port)], start_new_session=True)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
 
 
 def cmd_mirror(args) -> int:
     from .store import ResultStore
     from .tracking import MLflowMirror
     mirror = MLflowMirror(args.tracking_uri)
-    n = sum(mirror.log_record(r) is not None for r in ResultStore(args.results_dir).records())
-    print(f"mirrored {n} record(s) to {mirror.uri}")
+    result = mirror.sync(ResultStore(args.results_dir))
+    print(f"mirrored {len(result.sent)} record(s) to {mirror.uri}; {len(result.present)} already there, "
+          f"{len(result.failed)} failed")
+    if result.failed:
+        raise UsageError(f"{len(result.failed)} record(s) not mirrored to {mirror.uri} (the warning above says why); "
+                         "the records are safe in the result store: fix MLflow (--tracking-uri) and rerun `mirror`")
     return 0
 
 
@@ -383,32 +473,64 @@ def cmd_probe(args) -> int:
     return 0
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    from ._registry import RegistryError
-    from .data import DataRootError
+    """The CLI's one error boundary: an expected failure (bad input, missing data, an unwritable
+    folder, a broken plug-in) is one ``error:`` line and exit status 2; anything else one line
+    naming the exception and status 1; ``--debug`` (or ``$BENCHMARK_DEBUG=1``) re-raises with the
+    traceback. A closed stdout (``list | head``) ends quietly."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    debug = getattr(args, "debug", False) or os.environ.get("BENCHMARK_DEBUG", "") not in ("", "0")
     _env(args)
     warnings.filterwarnings("default", category=RuntimeWarning)
+    warnings.formatwarning = _format_warning
     try:
-        if args.command == "list":
-            return cmd_list(args)
-        if args.command == "run":
-            return cmd_run(args, extra)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "ui":
-            return cmd_ui(args)
-        if args.command == "mirror":
-            return cmd_mirror(args)
-        if args.command == "status":
-            return cmd_status(args)
-        if args.command == "probe":
-            return cmd_probe(args)
-    except (UsageError, RegistryError, DataRootError) as e:
-        msg = e.args[0] if isinstance(e, RegistryError) and e.args else str(e)
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    return 1
+        return _dispatch(args, extra)
+    except BrokenPipeError:
+        try:  # the reader went away (`list | head`): say nothing, and keep Python from complaining at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted: stored records are safe; rerun the same command to go on", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the boundary: no raw tracebacks unless --debug
+        if debug:
+            raise
+        print(f"error: {_error_message(e)}", file=sys.stderr)
+        return 2 if _expected(e) else 1
+
+
+def _expected(e: BaseException) -> bool:
+    from ._registry import RegistryError
+    from .data import DataRootError, DatasetContractError
+    from .preflight import PreflightError
+    return isinstance(e, (UsageError, RegistryError, DataRootError, DatasetContractError, PreflightError))
+
+
+def _error_message(e: BaseException) -> str:
+    from ._registry import RegistryError
+    if _expected(e):
+        return e.args[0] if isinstance(e, RegistryError) and e.args else str(e)
+    if isinstance(e, OSError):
+        return f"{e} ({type(e).__name__}); check the path and its permissions (--debug shows the traceback)"
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first} (unexpected; rerun with --debug for the traceback)"
+
+
+def _dispatch(args, extra: list[str]) -> int:
+    commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
+                "probe": cmd_probe}
+    if args.command == "run":
+        return cmd_run(args, extra)
+    return commands[args.command](args)

@@ -141,7 +141,7 @@ def checkpoint_epoch(spec, home: str | Path) -> int | None:
         return None
     try:
         import torch
-        return int(torch.load(path, map_location="cpu", weights_only=False).get("epoch", 0))
+        return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch", 0))
     except Exception:  # noqa: BLE001 - a damaged checkpoint is the engine's business
         return None
 

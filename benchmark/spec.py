@@ -80,6 +80,8 @@ def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, 
 
     method_cls = METHODS.get(method)
     family = DATASETS.get(dataset)
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     for name, value in (("max_train", max_train), ("max_eval", max_eval)):
