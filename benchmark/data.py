@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from .failpoints import failpoint
 from .hparams import from_dict, to_dict
 
 DATA_ROOT_ENV = "BENCHMARK_DATA_ROOT"
@@ -182,6 +183,7 @@ class DatasetFamily:
                     f"{' and '.join(map(repr, missing))}: every dataset family must return 'train' and 'test' "
                     "(fix its generate())")
             fingerprint = fingerprint_tensors({s: sp.tensors() for s, sp in splits.items()})
+            failpoint("data.generated")
             atomic_torch_save({"splits": {k: dataclasses.asdict(v) for k, v in splits.items()},
                                "fingerprint": fingerprint, "params": to_dict(params)}, path)
         dataset = BiasedDataset(self.info(params), splits, to_dict(params), fingerprint, self.augment(params))
@@ -233,6 +235,7 @@ def atomic_torch_save(obj, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        failpoint("checkpoint.tmp" if path.parent.name == "checkpoints" else "save.tmp")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Split, atomic_torch_save, default_home
+from .failpoints import failpoint
 from .hparams import from_dict
 from .method import Batch, Method
 from .metrics import SplitMeter
@@ -304,7 +305,9 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         te = time.time()
-        for batch in loaders["train"].batches(order, batch_size, augment=True):
+        for i, batch in enumerate(loaders["train"].batches(order, batch_size, augment=True)):
+            if epoch and i == (n_train // batch_size) // 2:
+                failpoint("epoch.mid")
             logs = method.update(batch)
             for k, v in logs.items():
                 v = v.detach() if torch.is_tensor(v) else torch.tensor(float(v))
@@ -348,6 +351,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
     if keep_model:
         atomic_torch_save({"spec": spec.to_dict(), "model": method.state_dict()}, model_path(spec.run_id, home))
     store.put(record)
+    failpoint("record.stored")
     ckpt.unlink(missing_ok=True)
     if mirror is not None:
         mirror.log_record(record)

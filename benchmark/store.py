@@ -25,6 +25,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from .failpoints import failpoint
+
 RESULTS_ENV = "BENCHMARK_RESULTS"
 
 
@@ -157,6 +159,7 @@ class ResultStore:
                 json.dump(record, fh, indent=1, sort_keys=True, allow_nan=True)
                 fh.flush()
                 os.fsync(fh.fileno())
+            failpoint("record.tmp")
             for attempt in range(2):
                 try:
                     os.link(tmp, final)  # fails if the record exists: never overwrite

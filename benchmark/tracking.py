@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .data import default_home
+from .failpoints import failpoint
 
 EXPERIMENT = "biasbench"
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
@@ -168,6 +169,7 @@ class MLflowMirror:
         else:
             rid = client.create_run(exp_id, run_name=f"{spec['method']}/{spec['dataset']}/{record['run_id'][:8]}",
                                     tags=tags).info.run_id
+        failpoint("mirror.mid")
         params = [Param(k, str(v)[:6000]) for k, v in flatten_spec(spec).items()]
         ts = 0
         metrics = []
