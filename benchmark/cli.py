@@ -15,6 +15,15 @@ class UsageError(Exception):
     """Bad input from the user; printed without a traceback, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is a :class:`UsageError` (one ``error:`` line, exit status 2)."""
+
+    hint = ""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.hint or self.prog + ' --help'}`)")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results-dir", help="result store folder (default $BENCHMARK_RESULTS or results/runs)")
     p.add_argument("--home", help="working folder for caches, checkpoints, MLflow (default $BENCHMARK_HOME or .benchmark)")
@@ -52,7 +61,7 @@ def _add_suite_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=(
+    parser = _Parser(prog="python -m benchmark", description=(
         "Reproducibility suite for learning from biased data. Runs land in the result store "
         "(results/runs) and are mirrored to MLflow."))
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -165,7 +174,8 @@ def dataset_option(name: str) -> str:
 def _dataset_param_options(dataset: str) -> argparse.ArgumentParser:
     from .registry import DATASETS
     family = DATASETS.get(dataset)
-    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p = _Parser(prog=f"run --dataset {dataset}", add_help=False, allow_abbrev=False)
+    p.hint = "python -m benchmark list -v"
     for f in dataclasses.fields(family.Params):
         p.add_argument(dataset_option(f.name), dest=f"param_{f.name}", metavar=f.name.upper(),
                        help=f"{f.metadata.get('help', '')} (default {f.default!r})")
@@ -396,6 +406,8 @@ def cmd_report(args) -> int:
     from .reporting.build import summary_text
     from .store import ResultStore
     store = ResultStore(args.results_dir)
+    if args.specs_dir and not os.path.isdir(args.specs_dir):
+        raise UsageError(f"--specs-dir {args.specs_dir}: no such folder (the default is reports/specs)")
     try:
         specs = load_specs(args.specs_dir, args.spec)
         report = build_report(store.query(), load_references(), specs, selections=args.selection,
@@ -482,15 +494,16 @@ def main(argv: list[str] | None = None) -> int:
     folder, a broken plug-in) is one ``error:`` line and exit status 2; anything else one line
     naming the exception and status 1; ``--debug`` (or ``$BENCHMARK_DEBUG=1``) re-raises with the
     traceback. A closed stdout (``list | head``) ends quietly."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "run":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    debug = getattr(args, "debug", False) or os.environ.get("BENCHMARK_DEBUG", "") not in ("", "0")
-    _env(args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("BENCHMARK_DEBUG", "") not in ("", "0")
     warnings.filterwarnings("default", category=RuntimeWarning)
     warnings.formatwarning = _format_warning
     try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "run":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        _env(args)
         return _dispatch(args, extra)
     except BrokenPipeError:
         try:  # the reader went away (`list | head`): say nothing, and keep Python from complaining at exit
