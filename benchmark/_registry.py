@@ -128,8 +128,9 @@ class Registry(Generic[T]):
         return [(n, self._classes[n]) for n in self.names()]
 
     def __contains__(self, name: str) -> bool:
+        """True for a usable name (registered, and not claimed by a broken plug-in)."""
         self.load_entry_points()
-        return name in self._classes
+        return name in self._classes and name not in self.broken
 
 
 def _where(cls: type) -> str:

@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="registered methods, datasets and backbones")
     p.add_argument("--verbose", "-v", action="store_true", help="also show every hyperparameter with its source")
 
-    p = sub.add_parser("run", help="train and evaluate one method on one dataset (per seed), or whole suites",
+    # no abbreviations: an abbreviated run option would swallow a dataset's own (--n, --data-...)
+    p = sub.add_parser("run", allow_abbrev=False,
+                       help="train and evaluate one method on one dataset (per seed), or whole suites",
                        description="Train and evaluate. Dataset parameters are options too: e.g. "
                                    "--dataset colored_mnist accepts --sigma2; `list -v` shows them all "
                                    "(a dataset's own seed is --data-seed; --seed is the training seed). "
@@ -198,6 +200,7 @@ def _env(args) -> None:
 
 
 def cmd_list(args) -> int:
+    from ._registry import RegistryError
     from .hparams import describe_fields
     from .nets import BACKBONES
     from .registry import DATASETS, METHODS, describe
@@ -227,7 +230,10 @@ def cmd_list(args) -> int:
     print("Suites (run --suite NAME [--profile paper|quick]):")
     for name, cls in SUITES.items():
         suite = cls()
-        counts = ", ".join(f"{p} {sum(1 for _ in suite.cells(p))} runs" for p in suite.profiles)
+        try:
+            counts = ", ".join(f"{p} {sum(1 for _ in suite.cells(p))} runs" for p in suite.profiles)
+        except RegistryError as e:  # a suite naming a broken plug-in is listed, not fatal
+            counts = f"cannot expand: {e.args[0] if e.args else e}"
         print(f"  {name:<18} {describe(cls)} [{counts}]")
         if args.verbose:
             print(f"      data: {', '.join(suite.datasets())}; paper: {suite.paper}")
@@ -313,6 +319,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     plan.select(args.match, args.limit)
     if not args.dry_run:
         _check_plan_data(plan, explicit=not args.all)
+        _check_settings_data(plan.todo, args.data_root, home)
     slots = []
     if args.executor == "local":  # SLURM jobs find their GPUs on the compute nodes
         try:
@@ -378,6 +385,23 @@ def _check_plan_data(plan, explicit: bool) -> None:
         raise UsageError(f"{first[0]}" + (f" (and {len(first) - 1} more)" if len(first) > 1 else "")
                          + "; put the files in place (--data-root or $BENCHMARK_DATA_ROOT) or leave that suite out "
                            "(`run --suite NAME --dry-run -v` shows the plan)")
+
+
+def _check_settings_data(todo, data_root, home) -> None:
+    """Every planned setting can be built: per dataset, one setting that is not cached yet is built
+    here (which warms the cache the runs read); a missing or damaged file stops the command before
+    any training."""
+    from .planner import cache_file, data_problem
+    first_uncached = {}
+    for r in todo:
+        spec = r.spec
+        if spec.dataset not in first_uncached and not cache_file(spec.dataset, spec.dataset_params, home).is_file():
+            first_uncached[spec.dataset] = spec.dataset_params
+    for dataset, params in first_uncached.items():
+        problem = data_problem(dataset, params, data_root, home)
+        if problem:
+            raise UsageError(f"{problem}; put the files in place (--data-root or $BENCHMARK_DATA_ROOT) or leave "
+                             "those runs out (--match, --suite)")
 
 
 def _synced_mirror(uri, store):

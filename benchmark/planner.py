@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ._registry import RegistryError
 from .spec import RunSpec
 from .store import ResultStore
 
@@ -212,7 +213,11 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
         if profile not in suite.profiles:
             plan.skipped.append(Skip(suite.name, f"no profile {profile!r} (profiles: {', '.join(sorted(suite.profiles))})", 0))
             continue
-        cells = list(suite.cells(profile))
+        try:
+            cells = list(suite.cells(profile))
+        except RegistryError as e:  # the suite names a broken plug-in: skip it with the reason
+            plan.skipped.append(Skip(suite.name, e.args[0] if e.args else str(e), 0))
+            continue
         reasons: dict[str, int] = defaultdict(int)
         ignored: dict[str, set[str]] = defaultdict(set)
         for cell in cells:

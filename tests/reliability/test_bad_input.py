@@ -42,6 +42,8 @@ CASES = [
     ("data root without the files", RUN + ["--sigma2", "0.0317", "--data-root", "{tmp}/empty"],
      ["missing data file", "--data-root"]),
     ("suite on an empty data root", SUITE + ["--data-root", "{tmp}/empty", "--home", "{tmp}/home"], ["data for 'colored_mnist' is missing"]),
+    ("suite on an empty data root, one setting cached", SUITE + ["--data-root", "{tmp}/empty"],
+     ["data for 'colored_mnist' is missing"]),
     ("suite with run options", SUITE + ["--method", "vanilla"], ["--method/--dataset do not go with"]),
     ("suite with zero workers", SUITE + ["--workers", "0"], ["workers must be >= 1"]),
     ("run with nothing to run", ["run"], ["needs --method and --dataset"]),
@@ -72,3 +74,27 @@ def test_debug_shows_the_traceback(stored):
     from benchmark._registry import RegistryError
     with pytest.raises(RegistryError):
         cli(["run", "--method", "vanila", "--dataset", "colored_mnist", "--debug"])
+
+
+def test_a_truncated_mnist_file_is_named(stored, tmp_path, data_root):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for p in (data_root / "MNIST" / "raw").glob("*.gz"):
+        data = p.read_bytes()
+        (raw / p.name).write_bytes(data[: len(data) // 3] if p.name.startswith("train-images") else data)
+    before = store_hash(stored.root)
+    rc, out, err = cli(RUN + ["--sigma2", "0.0293", "--data-root", str(tmp_path / "data"),
+                              "--results-dir", str(stored.root)])
+    assert_one_error(rc, err, str(raw / "train-images-idx3-ubyte.gz"), "damaged")
+    assert store_hash(stored.root) == before
+
+
+def test_a_datasets_own_seed_is_data_seed_and_the_training_seed_stays_seed():
+    from benchmark.cli import _dataset_param_options, build_parser
+    args, extra = build_parser().parse_known_args(["run", "--method", "vanilla", "--dataset", "colored_mnist",
+                                                   "--seed", "5", "--data-seed", "3"])
+    assert args.seed == [5] and extra == ["--data-seed", "3"]
+    dp, rest = _dataset_param_options("colored_mnist").parse_known_args(extra)
+    assert dp.param_seed == "3" and rest == []
+    rc, out, err = cli(["list", "-v"])
+    assert rc == 0 and "--data-seed=0" in out
