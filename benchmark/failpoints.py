@@ -1,7 +1,8 @@
 """Named points where a fault-injection test can stop a process, to kill it there.
 
-A test sets ``$BENCHMARK_FAILPOINT`` to a point's name and ``$BENCHMARK_FAILPOINT_FILE`` to a
-path. The first process to reach that point creates the file (exclusively, so it fires once per
+A test sets ``$BENCHMARK_FAILPOINT`` to a point's name (``name@N``: its N-th passage in a
+process) and ``$BENCHMARK_FAILPOINT_FILE`` to a path. The first process to reach that point
+creates the file (exclusively, so it fires once per
 file), writes its pid into it and sleeps; the test then SIGKILLs that process, or its scheduler,
 at exactly that point. Without the variables a failpoint is one dictionary lookup.
 
@@ -21,9 +22,16 @@ ENV, FILE_ENV = "BENCHMARK_FAILPOINT", "BENCHMARK_FAILPOINT_FILE"
 POINTS = ("data.generated", "save.tmp", "epoch.mid", "checkpoint.tmp", "record.tmp", "record.stored", "mirror.mid")
 
 
+_passed: dict[str, int] = {}
+
+
 def failpoint(name: str) -> None:
     """Stop here (write the pid, sleep up to 10 minutes) if a test armed ``name``."""
-    if os.environ.get(ENV) != name or not os.environ.get(FILE_ENV):
+    armed = os.environ.get(ENV)
+    if not armed or armed.split("@")[0] != name or not os.environ.get(FILE_ENV):
+        return
+    _passed[name] = _passed.get(name, 0) + 1
+    if "@" in armed and _passed[name] != int(armed.split("@")[1]):
         return
     try:
         fd = os.open(os.environ[FILE_ENV], os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

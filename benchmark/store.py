@@ -176,7 +176,7 @@ class ResultStore:
         """Every valid record, by file name (damaged ones are quarantined and skipped)."""
         if not self.root.is_dir():
             return
-        for p in sorted(self.root.glob("*.json")):
+        for p in sorted(self.root.glob("[!.]*.json")):  # not the hidden temporary files of put()
             record = self._read(p)
             if record is not None:
                 yield record
