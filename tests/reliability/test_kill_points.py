@@ -173,3 +173,15 @@ def test_random_kill_points(tmp_path, bench_home, data_root, references, draw):
     print(f"kill seed {seed}: {point} -> SIGKILL {victim}")
     result = kill_and_rerun(tmp_path, bench_home, data_root, point, victim)
     assert check_outcome(result, references) == 2
+
+
+EVERY = [(p, v) for p, where in POINTS for v in (("worker", "parent") if where == "worker" else ("parent",))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point,victim", EVERY, ids=[f"{p}-{v}" for p, v in EVERY])
+def test_every_kill_point(tmp_path, bench_home, data_root, references, point, victim):
+    if point == "checkpoint.tmp":
+        point = "checkpoint.tmp@3"  # epoch 2 of the first run
+    result = kill_and_rerun(tmp_path, bench_home, data_root, point, victim)
+    assert check_outcome(result, references) == 2
