@@ -3,6 +3,7 @@ problem, a non-zero exit, no traceback, and leaves everything stored byte-for-by
 from __future__ import annotations
 
 import pytest
+import torch
 
 from .helpers import assert_one_error, cli, store_hash
 
@@ -30,6 +31,8 @@ CASES = [
     ("unknown dataset option", RUN + ["--bogus", "3"], ["unrecognised arguments", "--bogus"]),
     ("device that is no device", RUN + ["--device", "banana"], ["--device 'banana'"]),
     ("CUDA device that is not there", RUN + ["--device", "cuda:9"], ["--device cuda:9"]),
+    pytest.param(("CUDA without a GPU", RUN + ["--device", "cuda"], ["no CUDA device"]),
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
     ("pretrained file on a backbone that loads none", RUN + ["--pretrained", "/nonexistent/w.pt"],
      ["--pretrained /nonexistent/w.pt", "lnl_convnet"]),
     ("pretrained imagenet on a backbone that loads none", RUN + ["--pretrained", "imagenet"], ["lnl_convnet"]),
@@ -55,7 +58,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.values[0][0] if hasattr(c, "values") else c[0] for c in CASES])
 def test_bad_input_is_one_line_and_touches_nothing(case, stored, tmp_path):
     _, argv, needles = case
     (tmp_path / "afile").write_text("a file, not a folder")
@@ -98,3 +101,15 @@ def test_a_datasets_own_seed_is_data_seed_and_the_training_seed_stays_seed():
     assert dp.param_seed == "3" and rest == []
     rc, out, err = cli(["list", "-v"])
     assert rc == 0 and "--data-seed=0" in out
+
+
+def test_a_closed_stdout_ends_quietly():
+    """`list | head`: the reader goes away; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "list", "-v"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert err == "" and proc.returncode == 0, err

@@ -105,3 +105,41 @@ def test_records_are_readable_by_colleagues_and_damage_is_refused_on_write(tmp_p
     with pytest.raises(ValueError, match="damaged"):
         fresh.put({**rec, "run_id": "feedfacefeedface", "final": None})
     assert not fresh.path("feedfacefeedface").exists()
+
+
+def test_readers_never_see_a_record_being_written(stored, tmp_path):
+    """`report`/`status` while runs are writing: 60 records land while another reader lists the store."""
+    import threading
+    rec = next(stored.records())
+    writer_store = ResultStore(stored.root)
+    done = threading.Event()
+
+    def write():
+        for i in range(60):
+            writer_store.put({**rec, "run_id": f"{i:016x}"})
+        done.set()
+
+    t = threading.Thread(target=write)
+    reader = ResultStore(stored.root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a quarantine would warn: there must be none
+        t.start()
+        seen = 0
+        while not done.is_set():
+            seen = max(seen, len(reader.query()))
+        t.join()
+        assert len(reader.query()) == 62 and seen <= 62
+    assert not (stored.root / "_quarantine").exists()
+
+
+def test_a_damaged_claim_is_taken_over_not_obeyed(tmp_path):
+    from benchmark.claims import ClaimBoard
+    board = ClaimBoard(tmp_path / "runs")
+    board.dir.mkdir(parents=True)
+    board.path("abc").write_bytes(os.urandom(64))
+    (board.failures_dir).mkdir()
+    board.failure_path("abc").write_text("{}")
+    claim = board.acquire("abc")
+    assert claim is not None
+    claim.release()
+    assert board.failures() == [] and board.claims() == []
