@@ -253,7 +253,6 @@ def cmd_run(args, extra: list[str]) -> int:
     from .registry import DATASETS, METHODS
     from .spec import make_spec
     from .store import ResultStore
-    from .tracking import MLflowMirror
 
     METHODS.get(args.method)  # unknown names fail here, with the known ones listed
     DATASETS.get(args.dataset)
@@ -317,7 +316,8 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     plan.select(args.match, args.limit)
-    if not args.dry_run:
+    if not args.dry_run:  # before any training: writable folders, device, weights, data
+        _preflight(args, store, [r.spec for r in plan.todo])
         _check_plan_data(plan, explicit=not args.all)
         _check_settings_data(plan.todo, args.data_root, home)
     slots = []
@@ -334,7 +334,6 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     for line in plan.skip_lines():
         print(line, file=sys.stderr)
     todo = plan.todo
-    _preflight(args, store, [r.spec for r in todo])
     mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
     print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(todo)} to run"
           + ("" if todo else " — everything is cached, nothing to do"), flush=True)

@@ -185,3 +185,15 @@ def test_every_kill_point(tmp_path, bench_home, data_root, references, point, vi
         point = "checkpoint.tmp@3"  # epoch 2 of the first run
     result = kill_and_rerun(tmp_path, bench_home, data_root, point, victim)
     assert check_outcome(result, references) == 2
+
+
+@pytest.mark.slow
+def test_two_schedulers_on_one_store_and_one_fresh_home(tmp_path, bench_home, data_root, references):
+    """Both generate the data, create the embedded MLflow store and claim runs at the same time."""
+    runs, home, uri = tmp_path / "runs", _home(tmp_path, bench_home, fresh_cache=True), f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}"
+    script = _script(tmp_path, runs, home, data_root, uri)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert check_outcome({"runs": runs, "home": home, "uri": uri, "out": "".join(outs)}, references) == 2
