@@ -316,9 +316,12 @@ def _die_with_parent(scheduler_pid: int) -> None:
         while True:
             try:
                 os.kill(scheduler_pid, 0)
+                with open(f"/proc/{scheduler_pid}/stat") as fh:  # dead but not yet reaped by its parent
+                    if fh.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+                        os._exit(1)
             except ProcessLookupError:
                 os._exit(1)
-            except PermissionError:
+            except (PermissionError, OSError, IndexError):
                 pass
             time.sleep(1.0)
     threading.Thread(target=watch, name="watch-scheduler", daemon=True).start()
