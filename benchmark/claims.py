@@ -188,6 +188,14 @@ class ClaimBoard:
         finally:
             os.unlink(tmp)
 
+    def break_stale(self, run_id: str, stale: dict[str, Any]) -> bool:
+        """Remove the claim ``stale`` (as read) if it is still there and still stale."""
+        held = self.read(run_id)
+        if held is None or held.get("token") != stale.get("token") or not self.is_stale(held):
+            return False
+        self._break(run_id, held)
+        return True
+
     def _break(self, run_id: str, stale: dict[str, Any]) -> None:
         """Remove a stale claim, unless another process replaced it meanwhile."""
         path = self.path(run_id)

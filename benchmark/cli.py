@@ -296,7 +296,8 @@ def cmd_run(args, extra: list[str]) -> int:
 
 def cmd_run_suites(args, extra: list[str]) -> int:
     from .data import default_home
-    from .executors import LocalExecutor, SlurmExecutor, Task, assign_slots, make_settings, visible_gpus
+    from .executors import (LocalExecutor, SlurmExecutor, Task, assign_slots, make_settings, tidy_finished,
+                            visible_gpus)
     from .planner import make_plan, select_suites
     from .store import ResultStore
 
@@ -334,6 +335,8 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     for line in plan.skip_lines():
         print(line, file=sys.stderr)
     todo = plan.todo
+    if not args.dry_run:
+        tidy_finished(store.root, home)  # leftovers of a process killed right after storing
     mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
     print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(todo)} to run"
           + ("" if todo else " — everything is cached, nothing to do"), flush=True)
@@ -357,6 +360,9 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         print("\ninterrupted: finished runs are stored; rerun the same command to resume the others "
               "from their last epoch checkpoint", file=sys.stderr)
         return 130
+    tidy_finished(store.root, home)
+    if mirror is not None:  # e.g. a record stored by a worker killed before it reported back
+        mirror.sync(store)
     print(summary.render(), flush=True)
     return 1 if summary.failed else 0
 

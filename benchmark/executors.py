@@ -196,6 +196,27 @@ def execute(task: Task, settings: Settings, device: str | None = None,
         claim.release()
 
 
+def tidy_finished(store_root: str | Path, home: str | Path) -> int:
+    """Remove what a process killed right after storing a record leaves behind: its stale claim,
+    its checkpoint, its failure record (runs that are stored need none of them). Returns how
+    many files went."""
+    from .store import ResultStore
+    store, board = ResultStore(store_root), ClaimBoard(store_root)
+    gone = 0
+    for info in board.claims():
+        if info["stale"] and store.has(info["run_id"]):
+            gone += board.break_stale(info["run_id"], info)
+    for ckpt in (Path(home) / "checkpoints").glob("*.pt"):
+        if store.has(ckpt.stem):
+            ckpt.unlink(missing_ok=True)
+            gone += 1
+    for failure in board.failures():
+        if store.has(failure["run_id"]):
+            board.clear_failure(failure["run_id"])
+            gone += 1
+    return gone
+
+
 def plugin_modules(specs: Iterable) -> tuple[str, ...]:
     """Modules defining the methods/datasets of ``specs`` that entry points do not provide, so a
     fresh worker process imports them (plug-ins registered by a plain import)."""
@@ -336,7 +357,10 @@ def _worker_main(slot: Slot, settings: Settings, conn, parent_pid: int) -> None:
     _import_plugins(settings.plugin_modules)
     device = slot.device  # "cuda" is the one GPU this worker sees
     while True:
-        task = conn.recv()
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the scheduler is gone: end quietly (its death ends us anyway)
+            return
         if task is None:
             return
 
@@ -344,8 +368,12 @@ def _worker_main(slot: Slot, settings: Settings, conn, parent_pid: int) -> None:
             test = row.get("test") or {}
             conn.send(("epoch", _task.run_id, epoch, _task.spec.epochs, test.get("acc")))
 
-        conn.send(("done", execute(task, settings, device=device, on_epoch=on_epoch,
-                                   claim_info={"executor": "local", "slot": slot.index})))
+        outcome = execute(task, settings, device=device, on_epoch=on_epoch,
+                          claim_info={"executor": "local", "slot": slot.index})
+        try:
+            conn.send(("done", outcome))
+        except (BrokenPipeError, OSError):
+            return
 
 
 class _Bars:
