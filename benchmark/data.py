@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +202,6 @@ def _load_cache(path: Path) -> tuple[dict[str, Split], str] | None:
         splits = {k: Split(**v) for k, v in blob["splits"].items()}
         fingerprint = str(blob["fingerprint"])
     except Exception as e:  # noqa: BLE001 - any damage: regenerate rather than trust the file
-        import warnings
         warnings.warn(f"dataset cache {path} is damaged or not a plain tensor file "
                       f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
                       "rebuilding it", RuntimeWarning, stacklevel=3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -212,7 +213,6 @@ def load_checkpoint(path: Path, device="cpu") -> dict | None:
             raise ValueError("not a checkpoint of this engine")
         return state
     except Exception as e:  # noqa: BLE001 - any damage: restart rather than trust the file
-        import warnings
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         warnings.warn(f"checkpoint {path} is damaged or not a plain tensor file ({type(e).__name__}: {first}); "
                       f"moved to {path.name}.damaged, the run starts from epoch 0", RuntimeWarning, stacklevel=2)

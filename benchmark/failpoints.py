@@ -1,17 +1,17 @@
 """Named points where a fault-injection test can stop a process, to kill it there.
 
 A test sets ``$BENCHMARK_FAILPOINT`` to a point's name (``name@N``: its N-th passage in a
-process) and ``$BENCHMARK_FAILPOINT_FILE`` to a path. The first process to reach that point
-creates the file (exclusively, so it fires once per
-file), writes its pid into it and sleeps; the test then SIGKILLs that process, or its scheduler,
-at exactly that point. Without the variables a failpoint is one dictionary lookup.
+process) and ``$BENCHMARK_FAILPOINT_FILE`` to a path. The first process to reach that point creates
+the file (exclusively, so it fires once per file), writes its pid into it and sleeps; the test then
+SIGKILLs that process, or its scheduler, at exactly that point. Without the variables a failpoint
+is one environment lookup.
 
-Points: ``data.generated`` (a dataset generated, its cache not yet written), ``save.tmp`` (any
-other torch file, a dataset cache or kept model, written to its temporary file, not yet renamed), ``epoch.mid``
-(half-way through an epoch after the first), ``checkpoint.tmp`` (a checkpoint written to its
-temporary file, not yet renamed), ``record.tmp`` (a record written to its temporary file, not yet
-linked), ``record.stored`` (a record stored, its checkpoint not yet removed), ``mirror.mid``
-(an MLflow run created, not yet finished).
+Points: ``data.generated`` (a dataset generated, its cache not yet written), ``save.tmp`` (another
+torch file, a dataset cache or kept model, written to its temporary file, not yet renamed),
+``epoch.mid`` (half-way through an epoch after the first), ``checkpoint.tmp`` (a checkpoint written
+to its temporary file, not yet renamed), ``record.tmp`` (a record written to its temporary file,
+not yet linked), ``record.stored`` (a record stored, its checkpoint not yet removed),
+``mirror.mid`` (an MLflow run created, not yet finished).
 """
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ import time
 
 ENV, FILE_ENV = "BENCHMARK_FAILPOINT", "BENCHMARK_FAILPOINT_FILE"
 POINTS = ("data.generated", "save.tmp", "epoch.mid", "checkpoint.tmp", "record.tmp", "record.stored", "mirror.mid")
-
-
 _passed: dict[str, int] = {}
 
 
