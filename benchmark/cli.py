@@ -308,6 +308,11 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     if args.epochs or args.max_train or args.hparams or args.backbone or getattr(args, "pretrained", None) \
             or args.seed != [0]:
         raise UsageError("suites set their own budgets, seeds and hyperparameters: use --profile paper|quick")
+    for name in ("workers", "jobs_per_gpu", "retries", "limit", "time", "gpus_per_job", "array_parallelism"):
+        value = getattr(args, name)
+        low = 0 if name in ("retries", "gpus_per_job") else 1
+        if value is not None and value < low:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     profile = "quick" if args.quick else args.profile
     store = ResultStore(args.results_dir)
     home = default_home()
