@@ -196,13 +196,27 @@ def execute(task: Task, settings: Settings, device: str | None = None,
         claim.release()
 
 
+STALE_TMP_S = 3600.0  # a temporary file this old belongs to a write that was killed
+
+
 def tidy_finished(store_root: str | Path, home: str | Path) -> int:
-    """Remove what a process killed right after storing a record leaves behind: its stale claim,
-    its checkpoint, its failure record (runs that are stored need none of them). Returns how
+    """Remove what killed processes leave behind: for stored runs, the stale claim, checkpoint and
+    failure record (a process killed right after storing); and temporary files of interrupted
+    writes (records, checkpoints, dataset caches) older than :data:`STALE_TMP_S`. Returns how
     many files went."""
     from .store import ResultStore
     store, board = ResultStore(store_root), ClaimBoard(store_root)
     gone = 0
+    now = time.time()
+    home = Path(home)
+    for tmp in [*Path(store_root).glob(".tmp-*.json"), *(home / "checkpoints").glob(".*.tmp"),
+                *(home / "cache").glob("*/.*.tmp")]:
+        try:
+            if now - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
+                gone += 1
+        except FileNotFoundError:
+            pass
     for info in board.claims():
         if info["stale"] and store.has(info["run_id"]):
             gone += board.break_stale(info["run_id"], info)

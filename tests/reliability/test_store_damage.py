@@ -143,3 +143,36 @@ def test_a_damaged_claim_is_taken_over_not_obeyed(tmp_path):
     assert claim is not None
     claim.release()
     assert board.failures() == [] and board.claims() == []
+
+
+def test_leftovers_of_killed_writes_are_tidied(stored, tmp_path):
+    """What SIGKILL leaves (a stale claim, checkpoint and failure record of a stored run; temporary
+    files of interrupted writes) goes at the next suite run; a fresh temporary file stays."""
+    import subprocess
+    import sys
+    import time
+
+    from benchmark.claims import ClaimBoard
+    from benchmark.executors import tidy_finished
+    run_id = next(stored.records())["run_id"]
+    home = tmp_path / "home"
+    (home / "checkpoints").mkdir(parents=True)
+    (home / "cache" / "colored_mnist").mkdir(parents=True)
+    board = ClaimBoard(stored.root)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    board.dir.mkdir()
+    board.path(run_id).write_text(json.dumps({"run_id": run_id, "host": board.host, "pid": dead.pid,
+                                              "token": "t", "heartbeat": time.time()}))
+    board.record_failure(run_id, {}, {}, "worker process died", "")
+    (home / "checkpoints" / f"{run_id}.pt").write_bytes(b"x")
+    old = [stored.root / ".tmp-abc.json", home / "checkpoints" / f".{run_id}.pt.x.tmp",
+           home / "cache" / "colored_mnist" / ".k.pt.y.tmp"]
+    fresh = stored.root / ".tmp-new.json"
+    for f in [*old, fresh]:
+        f.write_text("partial")
+    for f in old:
+        os.utime(f, (time.time() - 7200, time.time() - 7200))
+    assert tidy_finished(stored.root, home) == 6
+    assert board.claims() == [] and board.failures() == [] and not (home / "checkpoints" / f"{run_id}.pt").exists()
+    assert not any(f.exists() for f in old) and fresh.exists() and stored.has(run_id)
