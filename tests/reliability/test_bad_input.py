@@ -92,15 +92,14 @@ def test_a_truncated_mnist_file_is_named(stored, tmp_path, data_root):
     assert store_hash(stored.root) == before
 
 
-def test_a_datasets_own_seed_is_data_seed_and_the_training_seed_stays_seed():
-    from benchmark.cli import _dataset_param_options, build_parser
-    args, extra = build_parser().parse_known_args(["run", "--method", "vanilla", "--dataset", "colored_mnist",
-                                                   "--seed", "5", "--data-seed", "3"])
-    assert args.seed == [5] and extra == ["--data-seed", "3"]
-    dp, rest = _dataset_param_options("colored_mnist").parse_known_args(extra)
-    assert dp.param_seed == "3" and rest == []
+def test_a_datasets_own_seed_is_data_seed_and_the_training_seed_stays_seed(stored):
+    from benchmark.cli import dataset_option
+    assert dataset_option("seed") == "--data-seed" and dataset_option("sigma2") == "--sigma2"
     rc, out, err = cli(["list", "-v"])
     assert rc == 0 and "--data-seed=0" in out
+    # --data-seed reaches the dataset's own seed (its parser names the field), --seed the training seed
+    rc, out, err = cli(RUN + ["--seed", "5", "--data-seed", "x", "--results-dir", str(stored.root)])
+    assert_one_error(rc, err, ".seed: cannot use 'x'")
 
 
 def test_a_closed_stdout_ends_quietly():
