@@ -74,7 +74,7 @@ def test_bad_input_is_one_line_and_touches_nothing(case, stored, tmp_path):
 
 
 def test_debug_shows_the_traceback(stored):
-    from benchmark._registry import RegistryError
+    from benchmark.registry import RegistryError
     with pytest.raises(RegistryError):
         cli(["run", "--method", "vanila", "--dataset", "colored_mnist", "--debug"])
 
