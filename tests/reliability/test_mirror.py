@@ -111,6 +111,7 @@ sys.exit(1 if r.failed else 0)
 """
 
 
+@pytest.mark.slow  # two MLflow imports and a schema creation: ~25 s on a loaded 2-core machine
 def test_processes_creating_the_embedded_store_at_once_do_not_wedge_it(stored, tmp_path):
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     procs = [subprocess.Popen([sys.executable, "-c", SYNC, uri, str(stored.root)], stderr=subprocess.PIPE, text=True)
