@@ -15,6 +15,15 @@ class UsageError(Exception):
     """Bad input from the user; printed without a traceback, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is a :class:`UsageError` (one ``error:`` line, exit status 2)."""
+
+    hint = ""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.hint or self.prog + ' --help'}`)")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results-dir", help="result store folder (default $BENCHMARK_RESULTS or results/runs)")
     p.add_argument("--home", help="working folder for caches, checkpoints, MLflow (default $BENCHMARK_HOME or .benchmark)")
@@ -53,17 +62,21 @@ def _add_suite_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=(
+    parser = _Parser(prog="python -m benchmark", description=(
         "Reproducibility suite for learning from biased data. Runs land in the result store "
         "(results/runs) and are mirrored to MLflow."))
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="registered methods, datasets and backbones")
     p.add_argument("--verbose", "-v", action="store_true", help="also show every hyperparameter with its source")
 
-    p = sub.add_parser("run", help="train and evaluate one method on one dataset (per seed), or whole suites",
+    # no abbreviations: an abbreviated run option would swallow a dataset's own (--n, --data-...)
+    p = sub.add_parser("run", allow_abbrev=False,
+                       help="train and evaluate one method on one dataset (per seed), or whole suites",
                        description="Train and evaluate. Dataset parameters are options too: e.g. "
-                                   "--dataset colored_mnist accepts --sigma2; `list -v` shows them all. "
+                                   "--dataset colored_mnist accepts --sigma2; `list -v` shows them all "
+                                   "(a dataset's own seed is --data-seed; --seed is the training seed). "
                                    "With --all or --suite, run experiment suites (paper artefacts) on local "
                                    "workers or SLURM: finished runs are skipped, interrupted ones resume.")
     p.add_argument("--method", help="registered method name (see `list`); not with --all/--suite")
@@ -145,15 +158,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     _add_common(p)
+    for p in sub.choices.values():  # `run ... --debug` as well as `--debug run ...`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
     return parser
+
+
+RUN_OPTIONS = {  # every --NAME of the run parser (a dataset parameter of that name becomes --data-NAME)
+    "all", "array_parallelism", "backbone", "cluster", "cpus_per_task", "data_root", "dataset", "debug", "device",
+    "dry_run", "epochs", "executor", "gpus_per_job", "help", "home", "jobs_per_gpu", "label_noise", "limit", "match",
+    "max_train", "mem_gb", "method", "no_mlflow", "no_progress", "order", "partition", "pretrained", "profile",
+    "quick", "results_dir", "retries", "seed", "set", "slurm_folder", "suite", "time", "tracking_uri", "verbose",
+    "workers"}
+
+
+def dataset_option(name: str) -> str:
+    """The run option of dataset parameter ``name``: ``--NAME``, or ``--data-NAME`` where the run
+    parser has ``--NAME`` itself (e.g. a dataset's ``seed`` is ``--data-seed``, the training seed
+    ``--seed``)."""
+    return "--" + ("data-" if name in RUN_OPTIONS else "") + name.replace("_", "-")
 
 
 def _dataset_param_options(dataset: str) -> argparse.ArgumentParser:
     from .registry import DATASETS
     family = DATASETS.get(dataset)
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(prog=f"run --dataset {dataset}", add_help=False, allow_abbrev=False)
+    p.hint = "python -m benchmark list -v"
     for f in dataclasses.fields(family.Params):
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"param_{f.name}", metavar=f.name.upper(),
+        p.add_argument(dataset_option(f.name), dest=f"param_{f.name}", metavar=f.name.upper(),
                        help=f"{f.metadata.get('help', '')} (default {f.default!r})")
     return p
 
@@ -174,6 +206,7 @@ def _env(args) -> None:
 
 
 def cmd_list(args) -> int:
+    from ._registry import RegistryError
     from .hparams import describe_fields
     from .nets import BACKBONES
     from .registry import DATASETS, METHODS, describe
@@ -189,15 +222,24 @@ def cmd_list(args) -> int:
         print(f"  {name:<16} {describe(cls)}")
         if args.verbose:
             for fname, default, source, help_ in describe_fields(cls.Params):
-                print(f"      --{fname.replace('_', '-')}={default!r}  — {help_} [{source}]")
+                print(f"      {dataset_option(fname)}={default!r}  — {help_} [{source}]")
     print("Backbones:")
     for name, cls in BACKBONES.items():
         print(f"  {name:<16} {describe(cls)}")
     from .suites import SUITES
+    SUITES.names()  # load every plug-in group, so the broken ones are known below
+    broken = [msg for reg in (METHODS, DATASETS, BACKBONES, SUITES) for msg in reg.broken.values()]
+    if broken:
+        print("Broken plug-ins (not usable until fixed or uninstalled; everything else works):")
+        for msg in broken:
+            print(f"  {msg}")
     print("Suites (run --suite NAME [--profile paper|quick]):")
     for name, cls in SUITES.items():
         suite = cls()
-        counts = ", ".join(f"{p} {sum(1 for _ in suite.cells(p))} runs" for p in suite.profiles)
+        try:
+            counts = ", ".join(f"{p} {sum(1 for _ in suite.cells(p))} runs" for p in suite.profiles)
+        except RegistryError as e:  # a suite naming a broken plug-in is listed, not fatal
+            counts = f"cannot expand: {e.args[0] if e.args else e}"
         print(f"  {name:<18} {describe(cls)} [{counts}]")
         if args.verbose:
             print(f"      data: {', '.join(suite.datasets())}; paper: {suite.paper}")
@@ -217,7 +259,6 @@ def cmd_run(args, extra: list[str]) -> int:
     from .registry import DATASETS, METHODS
     from .spec import make_spec
     from .store import ResultStore
-    from .tracking import MLflowMirror
 
     METHODS.get(args.method)  # unknown names fail here, with the known ones listed
     DATASETS.get(args.dataset)
@@ -235,7 +276,6 @@ def cmd_run(args, extra: list[str]) -> int:
     if args.quick:  # e.g. fewer epochs for a method's preparation stage; explicit --set wins
         hparams = {**METHODS.get(args.method).quick_hparams, **hparams}
     store = ResultStore(args.results_dir)
-    mirror = None if args.no_mlflow else MLflowMirror(args.tracking_uri)
     try:
         specs = [make_spec(args.method, args.dataset, dataset_params=params, hparams=hparams,
                            seed=seed, epochs=epochs, max_train=max_train, backbone=args.backbone,
@@ -244,6 +284,8 @@ def cmd_run(args, extra: list[str]) -> int:
                  for seed in args.seed]
     except ValueError as e:
         raise UsageError(str(e)) from None
+    _preflight(args, store, specs)
+    mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
     for spec in specs:
         seed = spec.seed
         _retire_if_stale(store, spec.run_id, args.rerun_stale)
@@ -276,7 +318,8 @@ def _retire_if_stale(store, run_id: str, rerun_stale: bool) -> None:
 
 def cmd_run_suites(args, extra: list[str]) -> int:
     from .data import default_home
-    from .executors import LocalExecutor, SlurmExecutor, Task, assign_slots, make_settings, visible_gpus
+    from .executors import (LocalExecutor, SlurmExecutor, Task, assign_slots, make_settings, tidy_finished,
+                            visible_gpus)
     from .planner import make_plan, select_suites
     from .store import ResultStore
 
@@ -287,6 +330,11 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     if args.epochs or args.max_train or args.hparams or args.backbone or getattr(args, "pretrained", None) \
             or args.seed != [0]:
         raise UsageError("suites set their own budgets, seeds and hyperparameters: use --profile paper|quick")
+    for name in ("workers", "jobs_per_gpu", "retries", "limit", "time", "gpus_per_job", "array_parallelism"):
+        value = getattr(args, name)
+        low = 0 if name in ("retries", "gpus_per_job") else 1
+        if value is not None and value < low:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     profile = "quick" if args.quick else args.profile
     store = ResultStore(args.results_dir)
     home = default_home()
@@ -297,6 +345,10 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     plan.select(args.match, args.limit)
+    if not args.dry_run:  # before any training: writable folders, device, weights, data
+        _preflight(args, store, [r.spec for r in plan.todo])
+        _check_plan_data(plan, explicit=not args.all)
+        _check_settings_data(plan.todo, args.data_root, home)
     slots = []
     if args.executor == "local":  # SLURM jobs find their GPUs on the compute nodes
         try:
@@ -311,6 +363,9 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     for line in plan.skip_lines():
         print(line, file=sys.stderr)
     todo = plan.todo
+    if not args.dry_run:
+        tidy_finished(store.root, home)  # leftovers of a process killed right after storing
+    mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
     print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(todo)} to run"
           + ("" if todo else " — everything is cached, nothing to do"), flush=True)
     if not todo:
@@ -319,10 +374,6 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         if r.stale and store.has(r.run_id):
             print(f"{r.run_id} is stale ({r.stale}): retraining; old record kept at {store.retire(r.run_id, r.stale)}")
     settings = make_settings(store.root, home, args.data_root, args.device, [r.spec for r in todo])
-    mirror = None
-    if not args.no_mlflow:
-        from .tracking import MLflowMirror
-        mirror = MLflowMirror(args.tracking_uri)
     if args.executor == "local":
         where = ", ".join(f"{s.device}{'' if s.gpu is None else ':' + s.gpu}" for s in slots)
         print(f"local executor: {len(slots)} slot(s) [{where}], {slots[0].threads} thread(s) each", flush=True)
@@ -348,9 +399,65 @@ def cmd_run_suites(args, extra: list[str]) -> int:
             print("\ninterrupted: finished runs are stored; rerun the same command to resume the others "
                   "from their last epoch checkpoint", file=sys.stderr)
             return 130
+        tidy_finished(store.root, home)
+        if mirror is not None:  # e.g. a record stored by a worker killed before it reported back
+            mirror.sync(store)
         print(summary.render(), flush=True)
         failed += len(summary.failed)
     return 1 if failed else 0
+
+
+def _preflight(args, store, specs) -> None:
+    """Before any training: the store and --home can be written, --device exists, every
+    --pretrained resolves (see :mod:`benchmark.preflight`)."""
+    from .data import default_home
+    from .preflight import check_device, check_pretrained, check_writable
+    check_writable(store.root, "the result store", "choose another with --results-dir or $BENCHMARK_RESULTS, "
+                                                   "or make it writable")
+    check_writable(default_home(), "the working folder (--home)", "choose another with --home or $BENCHMARK_HOME, "
+                                                                 "or make it writable")
+    check_device(args.device)
+    check_pretrained(specs, default_home())
+
+
+def _check_plan_data(plan, explicit: bool) -> None:
+    """A suite named with --suite must be plannable in full (its data present, its plug-ins
+    registered); with --all, skipped suites are reported, but an empty plan is an error."""
+    if not plan.skipped:
+        return
+    if explicit or not plan.runs:
+        first = plan.skip_lines()
+        raise UsageError(f"{first[0]}" + (f" (and {len(first) - 1} more)" if len(first) > 1 else "")
+                         + "; put the files in place (--data-root or $BENCHMARK_DATA_ROOT) or leave that suite out "
+                           "(`run --suite NAME --dry-run -v` shows the plan)")
+
+
+def _check_settings_data(todo, data_root, home) -> None:
+    """Every planned setting can be built: per dataset, one setting that is not cached yet is built
+    here (which warms the cache the runs read); a missing or damaged file stops the command before
+    any training."""
+    from .planner import cache_file, data_problem
+    first_uncached = {}
+    for r in todo:
+        spec = r.spec
+        if spec.dataset not in first_uncached and not cache_file(spec.dataset, spec.dataset_params, home).is_file():
+            first_uncached[spec.dataset] = spec.dataset_params
+    for dataset, params in first_uncached.items():
+        problem = data_problem(dataset, params, data_root, home)
+        if problem:
+            raise UsageError(f"{problem}; put the files in place (--data-root or $BENCHMARK_DATA_ROOT) or leave "
+                             "those runs out (--match, --suite)")
+
+
+def _synced_mirror(uri, store):
+    """An MLflow mirror that has sent every stored record MLflow lacks (one warning if MLflow is
+    down; the run goes on)."""
+    from .tracking import MLflowMirror
+    mirror = MLflowMirror(uri)
+    result = mirror.sync(store)
+    if result.sent:
+        print(f"mirrored {len(result.sent)} stored record(s) MLflow lacked to {mirror.uri}", file=sys.stderr)
+    return mirror
 
 
 def cmd_status(args) -> int:
@@ -369,6 +476,8 @@ def cmd_report(args) -> int:
     from .reporting.build import summary_text
     from .store import ResultStore
     store = ResultStore(args.results_dir)
+    if args.specs_dir and not os.path.isdir(args.specs_dir):
+        raise UsageError(f"--specs-dir {args.specs_dir}: no such folder (the default is reports/specs)")
     try:
         specs = load_specs(args.specs_dir, args.spec)
         report = build_report(mark_stale(store.query()), load_references(), specs, selections=args.selection,
@@ -389,19 +498,46 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    import signal
+
+    from .store import ResultStore
     from .tracking import default_tracking_uri
     uri = args.tracking_uri or default_tracking_uri()
-    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl-C stops it)")
-    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                            "--host", "127.0.0.1", "--port", str(args.port)])
+    _synced_mirror(uri, ResultStore(args.results_dir))
+    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl-C stops it)", flush=True)
+    # its own process group, so stopping `ui` (Ctrl-C, SIGTERM) stops the server and its workers
+    child = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                              "--host", "127.0.0.1", "--port", str(args.port)], start_new_session=True)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
 
 
 def cmd_mirror(args) -> int:
     from .store import ResultStore
     from .tracking import MLflowMirror
     mirror = MLflowMirror(args.tracking_uri)
-    n = sum(mirror.log_record(r) is not None for r in ResultStore(args.results_dir).records())
-    print(f"mirrored {n} record(s) to {mirror.uri}")
+    result = mirror.sync(ResultStore(args.results_dir))
+    print(f"mirrored {len(result.sent)} record(s) to {mirror.uri}; {len(result.present)} already there, "
+          f"{len(result.failed)} failed")
+    if result.failed:
+        raise UsageError(f"{len(result.failed)} record(s) not mirrored to {mirror.uri} (the warning above says why); "
+                         "the records are safe in the result store: fix MLflow (--tracking-uri) and rerun `mirror`")
     return 0
 
 
@@ -420,32 +556,65 @@ def cmd_probe(args) -> int:
     return 0
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    from ._registry import RegistryError
-    from .data import DataRootError
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "run":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _env(args)
+    """The CLI's one error boundary: an expected failure (bad input, missing data, an unwritable
+    folder, a broken plug-in) is one ``error:`` line and exit status 2; anything else one line
+    naming the exception and status 1; ``--debug`` (or ``$BENCHMARK_DEBUG=1``) re-raises with the
+    traceback. A closed stdout (``list | head``) ends quietly."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("BENCHMARK_DEBUG", "") not in ("", "0")
     warnings.filterwarnings("default", category=RuntimeWarning)
+    warnings.formatwarning = _format_warning
     try:
-        if args.command == "list":
-            return cmd_list(args)
-        if args.command == "run":
-            return cmd_run(args, extra)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "ui":
-            return cmd_ui(args)
-        if args.command == "mirror":
-            return cmd_mirror(args)
-        if args.command == "status":
-            return cmd_status(args)
-        if args.command == "probe":
-            return cmd_probe(args)
-    except (UsageError, RegistryError, DataRootError) as e:
-        msg = e.args[0] if isinstance(e, RegistryError) and e.args else str(e)
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    return 1
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "run":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        _env(args)
+        return _dispatch(args, extra)
+    except BrokenPipeError:
+        try:  # the reader went away (`list | head`): say nothing, and keep Python from complaining at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted: stored records are safe; rerun the same command to go on", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the boundary: no raw tracebacks unless --debug
+        if debug:
+            raise
+        print(f"error: {_error_message(e)}", file=sys.stderr)
+        return 2 if _expected(e) else 1
+
+
+def _expected(e: BaseException) -> bool:
+    from ._registry import RegistryError
+    from .data import DataRootError, DatasetContractError
+    from .preflight import PreflightError
+    return isinstance(e, (UsageError, RegistryError, DataRootError, DatasetContractError, PreflightError))
+
+
+def _error_message(e: BaseException) -> str:
+    from ._registry import RegistryError
+    if _expected(e):
+        return e.args[0] if isinstance(e, RegistryError) and e.args else str(e)
+    if isinstance(e, OSError):
+        return f"{e} ({type(e).__name__}); check the path and its permissions (--debug shows the traceback)"
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first} (unexpected; rerun with --debug for the traceback)"
+
+
+def _dispatch(args, extra: list[str]) -> int:
+    commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
+                "probe": cmd_probe}
+    if args.command == "run":
+        return cmd_run(args, extra)
+    return commands[args.command](args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Split, atomic_torch_save, default_home
+from .failpoints import failpoint
 from .hparams import from_dict
 from .method import Batch, Method
 from .metrics import SplitMeter
@@ -164,6 +166,10 @@ def build_method(spec: RunSpec, info) -> Method:
     if spec.backbone:
         info = type(info)(**{**info.__dict__, "backbone": spec.backbone})
     if spec.pretrained and not _is_run_ref(spec.pretrained):
+        from .nets import BACKBONES
+        if not getattr(BACKBONES.get(info.backbone), "takes_pretrained", False):  # never ignore it silently
+            raise ValueError(f"pretrained {spec.pretrained!r}: backbone {info.backbone!r} loads no weights files; "
+                             "use pretrained run:RUN_ID or a backbone that takes them (resnet18)")
         info = type(info)(**{**info.__dict__, "backbone_options": {**info.backbone_options, "pretrained": spec.pretrained}})
     return cls(hp, info, spec.epochs)
 
@@ -196,6 +202,26 @@ def init_from_run(method: Method, ref: str, home: Path | None = None) -> str:
     except RuntimeError as err:
         raise ValueError(f"pretrained {ref!r}: its backbone does not fit this run's ({err})") from None
     return run_id
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict | None:
+    """A run's epoch checkpoint, read with ``weights_only=True`` (tensors, numbers, strings,
+    lists and dicts only: a planted file cannot run code). A damaged or unsafe checkpoint is moved
+    to ``<path>.damaged`` with a warning and None is returned: the run starts again from epoch 0."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"method", "rng", "history", "epoch"} <= set(state):
+            raise ValueError("not a checkpoint of this engine")
+        return state
+    except Exception as e:  # noqa: BLE001 - any damage: restart rather than trust the file
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        warnings.warn(f"checkpoint {path} is damaged or not a plain tensor file ({type(e).__name__}: {first}); "
+                      f"moved to {path.name}.damaged, the run starts from epoch 0", RuntimeWarning, stacklevel=2)
+        try:
+            os.replace(path, path.with_name(path.name + ".damaged"))
+        except OSError:
+            pass
+        return None
 
 
 def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, device: str | None = None,
@@ -247,8 +273,8 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
     ckpt = checkpoint_path(spec, home)
     history: list[dict[str, Any]] = []
     start_epoch, prepared, prep_metrics, elapsed_before = 0, False, {}, 0.0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
+    state = load_checkpoint(ckpt, dev) if ckpt.exists() else None
+    if state is not None:
         method.load_training_state(state["method"])
         torch.set_rng_state(state["rng"])
         if dev.type == "cuda" and state.get("cuda_rng") is not None:
@@ -281,7 +307,9 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         te = time.time()
-        for batch in loaders["train"].batches(order, batch_size, augment=True):
+        for i, batch in enumerate(loaders["train"].batches(order, batch_size, augment=True)):
+            if epoch and i == (n_train // batch_size) // 2:
+                failpoint("epoch.mid")
             logs = method.update(batch)
             for k, v in logs.items():
                 v = v.detach() if torch.is_tensor(v) else torch.tensor(float(v))
@@ -325,6 +353,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
     if keep_model:
         atomic_torch_save({"spec": spec.to_dict(), "model": method.state_dict()}, model_path(spec.run_id, home))
     store.put(record)
+    failpoint("record.stored")
     ckpt.unlink(missing_ok=True)
     if mirror is not None:
         mirror.log_record(record)

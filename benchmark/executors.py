@@ -141,7 +141,7 @@ def checkpoint_epoch(spec, home: str | Path) -> int | None:
         return None
     try:
         import torch
-        return int(torch.load(path, map_location="cpu", weights_only=False).get("epoch", 0))
+        return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch", 0))
     except Exception:  # noqa: BLE001 - a damaged checkpoint is the engine's business
         return None
 
@@ -194,6 +194,41 @@ def execute(task: Task, settings: Settings, device: str | None = None,
         return out
     finally:
         claim.release()
+
+
+STALE_TMP_S = 3600.0  # a temporary file this old belongs to a write that was killed
+
+
+def tidy_finished(store_root: str | Path, home: str | Path) -> int:
+    """Remove what killed processes leave behind: for stored runs, the stale claim, checkpoint and
+    failure record (a process killed right after storing); and temporary files of interrupted
+    writes (records, checkpoints, dataset caches) older than :data:`STALE_TMP_S`. Returns how
+    many files went."""
+    from .store import ResultStore
+    store, board = ResultStore(store_root), ClaimBoard(store_root)
+    gone = 0
+    now = time.time()
+    home = Path(home)
+    for tmp in [*Path(store_root).glob(".tmp-*.json"), *(home / "checkpoints").glob(".*.tmp"),
+                *(home / "cache").glob("*/.*.tmp")]:
+        try:
+            if now - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
+                gone += 1
+        except FileNotFoundError:
+            pass
+    for info in board.claims():
+        if info["stale"] and store.has(info["run_id"]):
+            gone += board.break_stale(info["run_id"], info)
+    for ckpt in (Path(home) / "checkpoints").glob("*.pt"):
+        if store.has(ckpt.stem):
+            ckpt.unlink(missing_ok=True)
+            gone += 1
+    for failure in board.failures():
+        if store.has(failure["run_id"]):
+            board.clear_failure(failure["run_id"])
+            gone += 1
+    return gone
 
 
 def plugin_modules(specs: Iterable) -> tuple[str, ...]:
@@ -316,9 +351,12 @@ def _die_with_parent(scheduler_pid: int) -> None:
         while True:
             try:
                 os.kill(scheduler_pid, 0)
+                with open(f"/proc/{scheduler_pid}/stat") as fh:  # dead but not yet reaped by its parent
+                    if fh.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+                        os._exit(1)
             except ProcessLookupError:
                 os._exit(1)
-            except PermissionError:
+            except (PermissionError, OSError, IndexError):
                 pass
             time.sleep(1.0)
     threading.Thread(target=watch, name="watch-scheduler", daemon=True).start()
@@ -333,7 +371,10 @@ def _worker_main(slot: Slot, settings: Settings, conn, parent_pid: int) -> None:
     _import_plugins(settings.plugin_modules)
     device = slot.device  # "cuda" is the one GPU this worker sees
     while True:
-        task = conn.recv()
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the scheduler is gone: end quietly (its death ends us anyway)
+            return
         if task is None:
             return
 
@@ -341,8 +382,12 @@ def _worker_main(slot: Slot, settings: Settings, conn, parent_pid: int) -> None:
             test = row.get("test") or {}
             conn.send(("epoch", _task.run_id, epoch, _task.spec.epochs, test.get("acc")))
 
-        conn.send(("done", execute(task, settings, device=device, on_epoch=on_epoch,
-                                   claim_info={"executor": "local", "slot": slot.index})))
+        outcome = execute(task, settings, device=device, on_epoch=on_epoch,
+                          claim_info={"executor": "local", "slot": slot.index})
+        try:
+            conn.send(("done", outcome))
+        except (BrokenPipeError, OSError):
+            return
 
 
 class _Bars:

@@ -15,8 +15,13 @@ from .data import BiasHead, DatasetInfo
 
 
 class Backbone(nn.Module):
-    """``f`` maps inputs to features of shape ``feat_shape``; ``g`` maps features to class logits."""
+    """``f`` maps inputs to features of shape ``feat_shape``; ``g`` maps features to class logits.
 
+    ``takes_pretrained``: True when the backbone loads ``info.backbone_options["pretrained"]``
+    (``--pretrained PATH|imagenet``); a run asking a backbone without it for weights is refused.
+    """
+
+    takes_pretrained: bool = False
     f: nn.Module
     g: nn.Module
     feat_shape: tuple[int, ...]

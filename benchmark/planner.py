@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ._registry import RegistryError
 from .provenance import stale_reason
 from .spec import RunSpec
 from .store import ResultStore
@@ -272,7 +273,11 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
             continue
         plan.recipes[suite.name] = suite.recipes()
         plan.exceptions[suite.name] = {m: dict(e) for m, e in suite.exceptions.items()}
-        cells = list(suite.cells(profile))
+        try:
+            cells = list(suite.cells(profile))
+        except RegistryError as e:  # the suite names a broken plug-in: skip it with the reason
+            plan.skipped.append(Skip(suite.name, e.args[0] if e.args else str(e), 0))
+            continue
         cells.sort(key=lambda c: c.starts_from is not None)  # bases before the runs that start from them
         bases: dict[tuple, RunSpec] = {}
         reasons: dict[str, int] = defaultdict(int)

@@ -80,6 +80,8 @@ def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, 
 
     method_cls = METHODS.get(method)
     family = DATASETS.get(dataset)
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     for name, value in (("max_train", max_train), ("max_eval", max_eval)):
@@ -88,6 +90,8 @@ def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, 
     if not 0.0 <= label_noise < 1.0:
         raise ValueError(f"label_noise={label_noise} must be in [0, 1)")
     hp = from_dict(method_cls.HParams, hparams)
+    if epochs is None and not isinstance(getattr(hp, "epochs", None), int):
+        raise ValueError(f"method {method!r} declares no epochs hyperparameter: pass the budget (--epochs N)")
     return RunSpec(
         method=method, dataset=dataset,
         dataset_params=to_dict(from_dict(family.Params, dataset_params)),
