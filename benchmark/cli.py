@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {list,run,report,ui,mirror}``."""
+"""Command line: ``python -m benchmark {list,run,status,report,ui,mirror,import,probe}``."""
 from __future__ import annotations
 
 import argparse
@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri")
     _add_common(p)
 
+    _add_import_parser(sub)
+
     p = sub.add_parser("probe", help="bias probe: how well each bias attribute can be read off a run's frozen features",
                        description="Train a fresh classifier on the frozen features f(x) of a finished run to predict "
                                    "each bias attribute; report accuracy, Blind Eye's Eq. 6 score and, against "
@@ -140,6 +142,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     _add_common(p)
     return parser
+
+
+def _add_import_parser(sub) -> None:
+    p = sub.add_parser("import", help="merge records made elsewhere (e.g. a GPU machine without MLflow) into the store",
+                       description="Check and merge result records from other machines: every *.json directly under "
+                                   "each DIR, or inside a .tar.gz such as scripts/gpu-window.sh writes. A record must "
+                                   "carry its spec, and its run id must be the hash of that spec; one whose run id is "
+                                   "stored with a different spec or final metrics is refused (the stored one stays), "
+                                   "an identical one is skipped. Added records are mirrored to MLflow.")
+    p.add_argument("sources", nargs="+", metavar="DIR", help="folder of records or .tar.gz archive of them")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or the embedded store)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not mirror the added records to MLflow")
+    _add_common(p)
+
+
+def cmd_import(args) -> int:
+    from .importer import describe, import_records
+    from .store import ResultStore
+    store = ResultStore(args.results_dir)
+    mirror = None
+    if not args.no_mlflow:
+        from .tracking import MLflowMirror
+        mirror = MLflowMirror(args.tracking_uri)
+    try:
+        result = import_records(args.sources, store, mirror=mirror)
+    except FileNotFoundError as e:
+        raise UsageError(f"{e}; give folders of records (e.g. gpu-out/runs) or their .tar.gz") from None
+    for rec in result.added:
+        print(f"added {describe(rec)}")
+    for line in result.refused:
+        print(f"error: refused {line}", file=sys.stderr)
+    print(f"imported {len(result.added)} record(s) into {store.root}; {len(result.identical)} already stored; "
+          f"{len(result.refused)} refused"
+          + ("" if mirror is None else f"; mirrored {result.mirrored} to MLflow at {mirror.uri}"))
+    return 1 if result.refused else 0
 
 
 def _dataset_param_options(dataset: str) -> argparse.ArgumentParser:
@@ -168,37 +205,34 @@ def _env(args) -> None:
 
 
 def cmd_list(args) -> int:
-    from .hparams import describe_fields
-    from .nets import BACKBONES
-    from .registry import DATASETS, METHODS, describe
+    from .catalogue import load
+    cat = load()  # plain data about the plug-ins; imports them (and torch) only after a code change
     print("Methods:")
-    for name, cls in METHODS.items():
-        mark = " [bias labels]" if cls.uses_bias_labels else ""
-        print(f"  {name:<16} {describe(cls)}{mark}")
+    for m in cat["methods"]:
+        mark = " [bias labels]" if m["bias_labels"] else ""
+        print(f"  {m['name']:<16} {m['doc']}{mark}")
         if args.verbose:
-            for fname, default, source, help_ in describe_fields(cls.HParams):
-                print(f"      {fname}={default!r}  — {help_} [{source}]")
+            for fname, default, source, help_ in m["fields"]:
+                print(f"      {fname}={default}  — {help_} [{source}]")
     print("Datasets:")
-    for name, cls in DATASETS.items():
-        print(f"  {name:<16} {describe(cls)}")
+    for d in cat["datasets"]:
+        print(f"  {d['name']:<16} {d['doc']}")
         if args.verbose:
-            for fname, default, source, help_ in describe_fields(cls.Params):
-                print(f"      --{fname.replace('_', '-')}={default!r}  — {help_} [{source}]")
+            for fname, default, source, help_ in d["fields"]:
+                print(f"      --{fname.replace('_', '-')}={default}  — {help_} [{source}]")
     print("Backbones:")
-    for name, cls in BACKBONES.items():
-        print(f"  {name:<16} {describe(cls)}")
-    from .suites import SUITES
+    for b in cat["backbones"]:
+        print(f"  {b['name']:<16} {b['doc']}")
     print("Suites (run --suite NAME [--profile paper|quick]):")
-    for name, cls in SUITES.items():
-        suite = cls()
-        counts = ", ".join(f"{p} {sum(1 for _ in suite.cells(p))} runs" for p in suite.profiles)
-        print(f"  {name:<18} {describe(cls)} [{counts}]")
+    for s in cat["suites"]:
+        counts = ", ".join(f"{p} {n} runs" for p, n in s["counts"].items())
+        print(f"  {s['name']:<18} {s['doc']} [{counts}]")
         if args.verbose:
-            print(f"      data: {', '.join(suite.datasets())}; paper: {suite.paper}")
-            for p, prof in suite.profiles.items():
-                print(f"      {p}: {prof.source}")
-            if suite.notes:
-                print(f"      note: {suite.notes}")
+            print(f"      data: {', '.join(s['datasets'])}; paper: {s['paper']}")
+            for p, source in s["sources"].items():
+                print(f"      {p}: {source}")
+            if s["notes"]:
+                print(f"      note: {s['notes']}")
     return 0
 
 
@@ -253,7 +287,7 @@ def cmd_run(args, extra: list[str]) -> int:
 
 
 def cmd_run_suites(args, extra: list[str]) -> int:
-    from .data import default_home
+    from .paths import default_home
     from .executors import LocalExecutor, SlurmExecutor, Task, assign_slots, make_settings, visible_gpus
     from .planner import make_plan, select_suites
     from .store import ResultStore
@@ -327,7 +361,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .data import default_home
+    from .paths import default_home
     from .references import load_references
     from .reporting import FigureContext, SpecError, build_report, load_specs, write_report
     from .reporting.build import summary_text
@@ -385,7 +419,7 @@ def cmd_probe(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from ._registry import RegistryError
-    from .data import DataRootError
+    from .paths import DataRootError
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
@@ -407,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(args)
         if args.command == "probe":
             return cmd_probe(args)
+        if args.command == "import":
+            return cmd_import(args)
     except (UsageError, RegistryError, DataRootError) as e:
         msg = e.args[0] if isinstance(e, RegistryError) and e.args else str(e)
         print(f"error: {msg}", file=sys.stderr)

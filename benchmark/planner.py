@@ -195,9 +195,7 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
             measured on the same kind of device.
         check_data: check that each dataset's files are present (see :func:`data_problem`).
     """
-    from .data import default_home
-    from .registry import DATASETS, METHODS
-    from .spec import make_spec
+    from .paths import default_home
 
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
@@ -205,12 +203,34 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
     home = Path(home) if home else default_home()
     suites = list(suites)
     plan = Plan(profile, [s.name for s in suites])
+    plan.runs, plan.skipped, plan.notes = expand(suites, profile, store=store, data_root=data_root, home=home,
+                                                 check_data=check_data)
+    estimate(plan.runs, store, device, home)
+    if order == "cheap":
+        plan.runs.sort(key=lambda r: (r.estimate_s if r.estimate_s is not None else math.inf, r.position))
+    else:
+        plan.runs.sort(key=lambda r: r.position)
+    return plan
+
+
+def expand(suites: Iterable, profile: str, *, store: ResultStore | None = None, data_root: str | Path | None = None,
+           home: str | Path | None = None, check_data: bool = False) -> tuple[list[PlannedRun], list[Skip], list[str]]:
+    """The runs of ``suites`` under ``profile`` in the suites' order, without cost estimates:
+    (runs, skips, notes). One :class:`PlannedRun` per distinct run id, listing every suite that
+    needs it; ``store`` marks cached runs; ``check_data`` checks the data files (see
+    :func:`make_plan`)."""
+    from .registry import DATASETS, METHODS
+    from .spec import make_spec
+
+    runs: list[PlannedRun] = []
+    skipped: list[Skip] = []
+    notes: list[str] = []
     by_id: dict[str, PlannedRun] = {}
     data_checked: dict[str, str | None] = {}
     position = 0
     for suite in suites:
         if profile not in suite.profiles:
-            plan.skipped.append(Skip(suite.name, f"no profile {profile!r} (profiles: {', '.join(sorted(suite.profiles))})", 0))
+            skipped.append(Skip(suite.name, f"no profile {profile!r} (profiles: {', '.join(sorted(suite.profiles))})", 0))
             continue
         cells = list(suite.cells(profile))
         reasons: dict[str, int] = defaultdict(int)
@@ -244,25 +264,20 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
                 continue
             if check_data:
                 if ds not in data_checked:
-                    data_checked[ds] = data_problem(ds, spec.dataset_params, data_root, home)
+                    data_checked[ds] = data_problem(ds, spec.dataset_params, data_root, Path(home))
                 if data_checked[ds] is not None:
                     reasons[data_checked[ds]] += 1
                     continue
             planned = PlannedRun(spec, [suite.name], profile, cell.setting.describe(),
-                                 cached=store.has(spec.run_id), position=position)
+                                 cached=store is not None and store.has(spec.run_id), position=position)
             by_id[spec.run_id] = planned
-            plan.runs.append(planned)
+            runs.append(planned)
         for reason, n in reasons.items():
-            plan.skipped.append(Skip(suite.name, reason, n))
+            skipped.append(Skip(suite.name, reason, n))
         for method, names in sorted(ignored.items()):
-            plan.notes.append(f"{suite.name}: {method} has no {', '.join(sorted(names))} "
-                              f"(shared '*' hyperparameters not applied to it)")
-    estimate(plan.runs, store, device, home)
-    if order == "cheap":
-        plan.runs.sort(key=lambda r: (r.estimate_s if r.estimate_s is not None else math.inf, r.position))
-    else:
-        plan.runs.sort(key=lambda r: r.position)
-    return plan
+            notes.append(f"{suite.name}: {method} has no {', '.join(sorted(names))} "
+                         f"(shared '*' hyperparameters not applied to it)")
+    return runs, skipped, notes
 
 
 def data_problem(dataset: str, params: dict, data_root, home: Path) -> str | None:
@@ -461,6 +476,9 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
 
     from .claims import ClaimBoard
 
+    from .catalogue import load
+
+    plans = {s["name"]: s["plans"] for s in load()["suites"]}
     board = ClaimBoard(store.root)
     claims = {c["run_id"]: c for c in board.claims()}
     failures = {f["run_id"]: f for f in board.failures() if not store.has(f["run_id"])}
@@ -470,13 +488,15 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
         for profile in profiles:
             if profile not in suite.profiles:
                 continue
-            plan = make_plan([suite], profile, store=store, check_data=False, order="suite")
-            ids = [r.run_id for r in plan.runs]
+            if suite.name in plans:  # an installed suite: its run ids come from the catalogue (no torch)
+                ids, skipped = plans[suite.name][profile]["ids"], plans[suite.name][profile]["skipped"]
+            else:  # e.g. a suite registered at run time (tests)
+                runs, skips, _ = expand([suite], profile)
+                ids, skipped = [r.run_id for r in runs], sum(s.runs for s in skips)
             in_suites.update(ids)
             done = sum(store.has(i) for i in ids)
             running = sum(i in claims and not claims[i]["stale"] and not store.has(i) for i in ids)
             failed = sum(i in failures and not (i in claims and not claims[i]["stale"]) for i in ids)
-            skipped = sum(s.runs for s in plan.skipped)
             rows.append((suite.name, profile, len(ids) + skipped, done, running, failed,
                          len(ids) - done - running - failed, skipped))
     width = max([len(r[0]) for r in rows] + [5])

@@ -17,9 +17,19 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .data import default_home
+from .paths import default_home
 
 EXPERIMENT = "biasbench"
+_WARNED_MISSING = False
+
+
+def mlflow_installed() -> bool:
+    """Whether ``import mlflow`` can succeed (checked without importing it)."""
+    import importlib.util
+    import sys
+    if "mlflow" in sys.modules:
+        return sys.modules["mlflow"] is not None  # None: blocked, as if not installed
+    return importlib.util.find_spec("mlflow") is not None
 
 
 def default_tracking_uri() -> str:
@@ -34,7 +44,16 @@ class MLflowMirror:
         self.experiment = experiment
 
     def log_record(self, record: dict[str, Any]) -> str | None:
-        """Log one record; returns the MLflow run id, or None (with a warning) if MLflow failed."""
+        """Log one record; returns the MLflow run id, or None (with a warning) if MLflow failed or
+        is not installed (one warning per process then: the records stay in the result store)."""
+        if not mlflow_installed():
+            global _WARNED_MISSING
+            if not _WARNED_MISSING:
+                _WARNED_MISSING = True
+                warnings.warn("MLflow is not installed: records stay in the result store only; mirror them later "
+                              "with `python -m benchmark import DIR` or `mirror` where MLflow is installed",
+                              RuntimeWarning, stacklevel=2)
+            return None
         try:
             return self._log(record)
         except Exception as e:  # noqa: BLE001 - any MLflow failure must not lose the run
