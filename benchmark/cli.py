@@ -6,6 +6,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 QUICK = {"epochs": 2, "max_train": 5000}  # the --quick smoke budget: minutes on a CPU
@@ -33,6 +34,10 @@ def _add_suite_options(p: argparse.ArgumentParser) -> None:
                    help="only runs whose description contains TEXT, e.g. --match sigma2=0.02 --match seed=0 "
                         "(repeatable: all must match; `--dry-run -v` shows descriptions)")
     g.add_argument("--limit", type=int, metavar="N", help="only the first N runs to do (after --order)")
+    g.add_argument("--time-budget", metavar="DURATION",
+                   help="local: run only what fits in this wall time (e.g. 9m, 1h30m): one seed of every table cell "
+                        "first, then further seeds, priced from measured costs in the records; prints what it "
+                        "chose and left, and never starts a run it cannot finish")
     g.add_argument("--verbose", "-v", action="store_true", help="with --dry-run, list every run")
     g.add_argument("--executor", choices=["local", "slurm"], default="local", help="where runs execute (default local)")
     g.add_argument("--workers", type=int, help="local: CPU worker processes without GPUs (default 1); with GPUs, "
@@ -292,6 +297,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     from .planner import make_plan, select_suites
     from .store import ResultStore
 
+    t_start = time.time()  # a --time-budget counts from here (planning included)
     if extra:
         raise UsageError(f"unrecognised arguments {extra}: suites set their own dataset parameters")
     if args.method or args.dataset:
@@ -316,14 +322,23 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         except ValueError as e:
             raise UsageError(str(e)) from None
     n_slots = len(slots) if args.executor == "local" else args.array_parallelism
+    budget, deadline = _fit_budget(args, plan, n_slots, t_start) if args.time_budget else (None, None)
     if args.dry_run:
         print(plan.render(slots=n_slots, verbose=args.verbose))
+        if budget is not None:
+            print(budget.render(verbose=args.verbose))
         return 0
     for line in plan.skip_lines():
         print(line, file=sys.stderr)
     todo = plan.todo
-    print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(todo)} to run"
-          + ("" if todo else " — everything is cached, nothing to do"), flush=True)
+    admit = None
+    if budget is not None:
+        print(budget.render(verbose=args.verbose), flush=True)
+        todo = budget.runs
+        admit = _budget_admission(args, plan, store, deadline)
+    print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(plan.todo)} to run"
+          + (f", {len(todo)} within the time budget" if budget is not None else "")
+          + ("" if plan.todo else " — everything is cached, nothing to do"), flush=True)
     if not todo:
         return 0
     settings = make_settings(store.root, home, args.data_root, args.device, [r.spec for r in todo])
@@ -334,7 +349,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     if args.executor == "local":
         where = ", ".join(f"{s.device}{'' if s.gpu is None else ':' + s.gpu}" for s in slots)
         print(f"local executor: {len(slots)} slot(s) [{where}], {slots[0].threads} thread(s) each", flush=True)
-        executor = LocalExecutor(slots, retries=args.retries, progress=not args.no_progress)
+        executor = LocalExecutor(slots, retries=args.retries, progress=not args.no_progress, admit=admit)
     else:
         executor = SlurmExecutor(args.slurm_folder or home / "submitit", partition=args.partition,
                                  timeout_min=args.time, gpus_per_job=args.gpus_per_job,
@@ -350,6 +365,34 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         return 130
     print(summary.render(), flush=True)
     return 1 if summary.failed else 0
+
+
+def _fit_budget(args, plan, n_slots: int, t_start: float):
+    """(the runs that fit in what is left of ``--time-budget`` after planning, the deadline)."""
+    from .budget import fit, parse_duration
+    from .paths import default_home
+    if args.executor != "local":
+        raise UsageError("--time-budget needs the local executor (SLURM jobs have --time)")
+    try:
+        seconds = parse_duration(args.time_budget)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    left = seconds - (time.time() - t_start)
+    return fit(plan, left, slots=n_slots, order=args.order, home=default_home()), t_start + seconds
+
+
+def _budget_admission(args, plan, store, deadline: float):
+    """Before each run starts, re-price it from the records stored so far (those of this window
+    included) and start it only if it ends before ``deadline``."""
+    from .budget import admission
+    from .costs import estimate
+    from .paths import default_home
+
+    def price(run):
+        estimate([run], store, args.device, default_home())
+        return run.estimate_s
+
+    return admission(deadline, price, {r.run_id: r for r in plan.runs}, home=default_home())
 
 
 def cmd_status(args) -> int:

@@ -6,25 +6,19 @@ cached, skips runs that cannot be built — a method or dataset that is not regi
 the plug-in does not have, data files that are missing — with one line per (suite, reason), estimates
 each run's cost from the wall times of similar stored runs and orders the rest.
 
-Cost model: each stored run of the same method and dataset gives two rates — seconds per training
-sample-epoch (its epochs' training time) and seconds per evaluated sample-epoch (the rest of its
-wall time: evaluation, data loading, preparation) — and a new run costs, with the medians,
-epochs × (training samples × train rate + evaluated samples × eval rate), preferring runs on the
-same kind of device (cpu / cuda). Preparation stages (e.g. PGD's biased model) do not scale with
-their own epochs here, so extrapolating from short smoke runs is rough. Runs without a similar
-stored run fall back to the medians of all stored runs (marked approximate), or to none when the
-store is empty.
+Prices come from the measured costs in the records (:mod:`benchmark.costs`); a time budget is
+filled by :mod:`benchmark.budget`.
 """
 from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
+from .costs import estimate
 from .spec import RunSpec
 from .store import ResultStore
 
@@ -42,7 +36,9 @@ class PlannedRun:
         setting: a readable description of its setting.
         cached: already in the result store.
         estimate_s: estimated wall seconds (None: nothing to estimate from).
-        estimate_kind: "similar" (same method and dataset), "global" (median of all runs), "none".
+        estimate_kind: "measured", "like" or "none" (no measured cost: priced conservatively, or not
+            at all); see :mod:`benchmark.costs`.
+        estimate_basis: what the estimate rests on, in words.
         position: index in the suites' own order (for ``order="suite"``).
     """
 
@@ -53,6 +49,7 @@ class PlannedRun:
     cached: bool = False
     estimate_s: float | None = None
     estimate_kind: str = "none"
+    estimate_basis: str = ""
     position: int = 0
 
     @property
@@ -136,10 +133,12 @@ class Plan:
         if verbose:
             for r in self.runs:
                 est = "cached" if r.cached else (
-                    f"{format_duration(r.estimate_s)}{'~' if r.estimate_kind == 'global' else ''}"
+                    f"{format_duration(r.estimate_s)}{'*' if r.estimate_kind == 'none' else ''}"
                     if r.estimate_s is not None else "?")
                 lines.append(f"    {r.run_id}  {est:>9}  {','.join(r.suites)}: {r.describe()}  "
                              f"epochs={r.spec.epochs} max_train={r.spec.max_train}")
+        if verbose and any(r.estimate_kind == "none" and r.estimate_s is not None for r in self.todo):
+            lines.append("    (*: no measured cost of a like run; priced conservatively, see benchmark.costs)")
         est, unknown = self.estimate_s()
         n_todo = len(self.todo)
         wall = est / max(1, min(slots, n_todo)) if n_todo else 0.0
@@ -296,7 +295,7 @@ def data_problem(dataset: str, params: dict, data_root, home: Path) -> str | Non
     try:
         if family.check_data(root):
             return None
-        if cache_file(dataset, params, home).is_file() and _any_sizes(dataset, home):
+        if cache_file(dataset, params, home).is_file() and any_sizes(dataset, home):
             return None
         build_once(dataset, params, root, home, sizes=True)
     except DataRootError as e:
@@ -318,7 +317,8 @@ def build_once(dataset: str, params: dict, data_root, home: Path, sizes: bool = 
     """Generate and cache a dataset unless cached, one process at a time: parallel workers that
     start with the same uncached setting wait for the first one's file instead of all generating
     it (an exclusive ``flock`` on ``<cache file>.lock``). A build also writes the split sizes
-    beside the cache file (``sizes=True``: also for a cached copy), for cost estimates."""
+    beside the cache file (``sizes=True``: also for a cached copy) and, when it generated the
+    data, the seconds that took (``<key>.build.json``), for cost estimates."""
     import fcntl
 
     from .registry import DATASETS
@@ -331,13 +331,17 @@ def build_once(dataset: str, params: dict, data_root, home: Path, sizes: bool = 
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not path.is_file() or not sidecar.is_file():
+                import time
+                fresh, t0 = not path.is_file(), time.time()
                 ds = DATASETS.get(dataset)().build(params, data_root=data_root, cache_dir=Path(home) / "cache")
                 sidecar.write_text(json.dumps({name: len(split) for name, split in ds.splits.items()}))
+                if fresh:  # the cost of generating it, for time budgets (benchmark.costs.build_price)
+                    path.with_suffix(".build.json").write_text(json.dumps({"build_s": round(time.time() - t0, 3)}))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _any_sizes(dataset: str, home: Path | None) -> dict[str, int] | None:
+def any_sizes(dataset: str, home: Path | None) -> dict[str, int] | None:
     """Split sizes of any cached setting of ``dataset`` (sizes rarely depend on the parameters)."""
     if home is None:
         return None
@@ -369,102 +373,6 @@ def one_line(message: str, layout: str = "") -> str:
         parts.append("expected layout: " + " · ".join(line.strip() for line in layout_text.strip().splitlines()))
     parts.append("set --data-root or $BENCHMARK_DATA_ROOT")
     return "; ".join(p for p in parts if p)
-
-
-# --- cost model -------------------------------------------------------------------------------
-
-def _train_samples(record: dict[str, Any]) -> int | None:
-    spec = record["spec"]
-    if spec.get("max_train"):
-        return int(spec["max_train"])
-    for row in record.get("history") or []:
-        if row.get("images_per_s") and row.get("train_time_s"):
-            return int(round(row["images_per_s"] * row["train_time_s"]))
-    return None
-
-
-def _device_kind(device: str | None) -> str:
-    if device:
-        return "cuda" if str(device).startswith("cuda") else "cpu"
-    try:
-        import torch
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except Exception:  # noqa: BLE001 - a broken CUDA setup just means "cpu" here
-        return "cpu"
-
-
-def _eval_samples(spec: dict, sizes: dict[str, int] | None) -> int | None:
-    """Samples evaluated per epoch: every split but train, each capped at ``max_eval``."""
-    if not sizes:
-        return spec.get("max_eval")
-    cap = spec.get("max_eval")
-    return sum(min(n, cap) if cap else n for name, n in sizes.items() if name != "train")
-
-
-@dataclass
-class Rate:
-    """Cost rates of one stored run: seconds per training sample-epoch (``train``, from the
-    epochs' training time) and per evaluated sample-epoch (``eval``: the rest of the wall time —
-    evaluation, data loading, preparation — spread over the evaluated samples)."""
-
-    train: float
-    eval: float = 0.0
-
-
-def rates(store: ResultStore, home: Path | None = None) -> tuple[dict, dict]:
-    """Cost rates of stored runs: ({(method, dataset, device kind): [Rate]}, {dataset: full
-    training-set size seen in runs without max_train})."""
-    out: dict[tuple[str, str, str], list[Rate]] = defaultdict(list)
-    full_size: dict[str, int] = {}
-    for rec in store.records():
-        spec = rec.get("spec") or {}
-        wall, epochs = rec.get("wall_time_s"), spec.get("epochs")
-        n = _train_samples(rec)
-        if not (wall and epochs and n):
-            continue
-        kind = "cuda" if str(rec.get("device", "")).startswith("cuda") else "cpu"
-        train_s = sum(row.get("train_time_s") or 0.0 for row in rec.get("history") or [])
-        sizes = (split_sizes(spec["dataset"], spec.get("dataset_params", {}), home) or _any_sizes(spec["dataset"], home)
-                 if home is not None else None)
-        m = _eval_samples(spec, sizes)
-        if train_s > 0 and m:
-            rate = Rate(train_s / (epochs * n), max(wall - train_s, 0.0) / (epochs * m))
-        else:  # no per-epoch timings: all of the wall time counts as training
-            rate = Rate(wall / (epochs * n))
-        out[(spec["method"], spec["dataset"], kind)].append(rate)
-        if not spec.get("max_train"):
-            full_size[spec["dataset"]] = n
-    return out, full_size
-
-
-def estimate(runs: list[PlannedRun], store: ResultStore, device: str | None = None, home: Path | None = None) -> None:
-    """Fill ``estimate_s``/``estimate_kind`` of each run from the stored runs' rates:
-    epochs × (training samples × train rate + evaluated samples × eval rate), medians over the
-    similar runs. A run on the whole training set takes its size from the dataset cache's sizes
-    (written when the planner or a worker builds the dataset) or from a stored full run."""
-    if not runs:
-        return
-    table, full_size = rates(store, home)
-    kind = _device_kind(device)
-    pool = [r for k, v in table.items() if k[2] == kind for r in v] or [r for v in table.values() for r in v]
-    for run in runs:
-        spec = run.spec
-        sizes = None
-        if home is not None:
-            sizes = split_sizes(spec.dataset, spec.dataset_params, home) or _any_sizes(spec.dataset, home)
-        n = spec.max_train or (sizes or {}).get("train") or full_size.get(spec.dataset)
-        if n is None:
-            continue
-        m = _eval_samples(spec.to_dict(), sizes) or 0
-        similar = table.get((spec.method, spec.dataset, kind)) or table.get(
-            (spec.method, spec.dataset, "cuda" if kind == "cpu" else "cpu"))
-        found, run.estimate_kind = (similar, "similar") if similar else (pool, "global")
-        if not found:
-            run.estimate_kind = "none"
-            continue
-        train = statistics.median(r.train for r in found)
-        ev = statistics.median(r.eval for r in found)
-        run.estimate_s = spec.epochs * (n * train + m * ev)
 
 
 # --- status -----------------------------------------------------------------------------------
