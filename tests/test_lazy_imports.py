@@ -63,7 +63,8 @@ def test_list_and_status_load_no_torch_and_print_the_same(env, args):
 
 
 def test_report_on_a_store_without_bias_head_runs_loads_no_torch(env, tmp_path):
-    out = _probe(["report", "--out", str(tmp_path / "rep"), "--results-dir", str(tmp_path / "empty")], env)
+    out = _probe(["report", "--out", str(tmp_path / "rep"), "--results-dir", str(tmp_path / "empty"),
+                  "--spec", "lnl.figure4", "pgd.table1"], env)
     assert out["code"] == 0
     assert out["loaded"] == ["pandas"]  # report needs pandas, nothing heavier
 
