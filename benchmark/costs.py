@@ -9,11 +9,12 @@ rate), with the median rates of the records it is priced from, chosen in this or
 
 1. ``measured``: same method, dataset, backbone, training-set size (``max_train``) and device (the
    GPU model; on CPUs the kind) — the price of the very same kind of run, scaled by epochs only;
-2. ``like``: same method and dataset on the same device kind (cuda / cpu), scaled by epochs and
+2. ``like``: same method and dataset on the same device kind (cuda / cpu) — those with the same
+   backbone and training-set size if there are any (e.g. another GPU model) — scaled by epochs and
    training-set size;
 3. ``none`` — no measured cost of a like run: priced conservatively at :data:`CONSERVATIVE` × the
-   dearest rates of any record on the same device kind (else on any device), or not priced at all
-   when the store holds no record to take rates from.
+   dearest rates of the records of the same dataset on the same device kind (else of any dataset
+   on that kind, else of any record), or not priced at all when the store holds no record.
 
 A run is never priced from a median of unlike runs. Fixed costs (a preparation stage that does not
 scale with the epochs, data loading) are spread over the epochs, so a short run priced from a long
@@ -134,15 +135,17 @@ def estimate(runs: list, store, device: str | None = None, home: Path | None = N
     for r in all_rates:
         if r.kind == kind:
             by_like[(r.method, r.dataset)].append(r)
-    dearest_pool = [r for r in all_rates if r.kind == kind] or all_rates
+    same_kind = [r for r in all_rates if r.kind == kind]
     for run in runs:
         spec = run.spec
         sizes = _sizes(spec.dataset, spec.dataset_params, home)
         n = spec.max_train or (sizes or {}).get("train") or full_size.get(spec.dataset)
         m = eval_samples(spec.to_dict(), sizes) or 0
         like = by_like.get((spec.method, spec.dataset), [])
-        measured = [r for r in like if _same_device(r, where) and r.backbone == spec.backbone
-                    and r.max_train == spec.max_train]
+        same_shape = [r for r in like if r.backbone == spec.backbone and r.max_train == spec.max_train]
+        measured = [r for r in same_shape if _same_device(r, where)]
+        like = same_shape or like
+        dearest_pool = _dearest_pool(spec, same_kind, all_rates)
         run.estimate_s, run.estimate_kind = None, "none"
         if n is None:
             run.estimate_basis = "no measured cost and no known training-set size"
@@ -158,10 +161,27 @@ def estimate(runs: list, store, device: str | None = None, home: Path | None = N
             train = max(r.train for r in dearest_pool)
             ev = max(r.eval for r in dearest_pool)
             run.estimate_s = CONSERVATIVE * spec.epochs * (n * train + m * ev)
+            datasets = sorted({r.dataset for r in dearest_pool})
             run.estimate_basis = (f"no measured cost: priced at {CONSERVATIVE:g}× the dearest rates of "
-                                  f"{len(dearest_pool)} stored run(s) on {dearest_pool[0].kind}")
+                                  f"{len(dearest_pool)} stored run(s) on {', '.join(datasets)} ({dearest_pool[0].kind})")
         else:
             run.estimate_basis = "no measured cost: the store holds no run to price it from"
+
+
+def _dearest_pool(spec, same_kind: list[Rate], all_rates: list[Rate]) -> list[Rate]:
+    """The records whose dearest rates price a run without a like run, most similar first: the same
+    dataset on the same device kind (those of the same backbone and training-set size if any), else
+    runs of the same backbone and training-set size on that kind, else anything on that kind, else
+    anything. (A per-sample rate of ResNet-18 on 224-pixel images would price an MNIST run a
+    hundred times too dear.)"""
+    def shaped(pool: list[Rate]) -> list[Rate]:
+        return [r for r in pool if r.backbone == spec.backbone and r.max_train == spec.max_train] or pool
+
+    same_dataset = [r for r in same_kind if r.dataset == spec.dataset]
+    if same_dataset:
+        return shaped(same_dataset)
+    same_shape = [r for r in same_kind if r.backbone == spec.backbone and r.max_train == spec.max_train]
+    return same_shape or same_kind or all_rates
 
 
 def build_price(dataset: str, params: dict, home: Path | None) -> float:
