@@ -7,7 +7,8 @@
 # network are not needed):
 #   1. `python -m benchmark perf --seconds 60`, if this version has that command;
 #   2. `run --suite lnl.figure4 --suite pgd.table1 --profile paper --device cuda --no-mlflow
-#      --time-budget <what is left>`, then `run --all` the same way for whatever time remains
+#      --time-budget <what is left>` (with `--pack auto` where `run` has it), then `run --all` the
+#      same way for whatever time remains
 #      (extra options are passed to both, after the defaults, so `--device cpu` or
 #      `--profile quick` override them);
 #   3. packs the records made in this window, the perf output, the logs and a provenance file
@@ -79,6 +80,8 @@ plan() {  # plan NAME RUN-ARGS...
   grep -E "^(Time budget|[0-9]+ run\(s\) (planned|in))" "$OUT/logs/$name.txt" | tee -a "$LOG"
 }
 EXTRA=("$@")
+# packed training (issue 14, item 1), where this version has it; an explicit --pack in the extra options wins
+if "$PY" -m benchmark run --help 2>/dev/null | grep -q -- "--pack"; then EXTRA=(--pack auto "${EXTRA[@]}"); fi
 plan window-suites --suite lnl.figure4 --suite pgd.table1
 plan window-rest --all
 
