@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -111,18 +110,26 @@ def test_missing_source_is_one_error_line(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
-def test_import_from_archive_and_mirror_to_mlflow(made, tmp_path, capsys):
+def test_import_from_archive(made, tmp_path, capsys):
     folder, _ = made
     archive = tmp_path / "runs.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="runs")
     dest = tmp_path / "store"
+    assert main(["import", str(archive), "--no-mlflow", "--results-dir", str(dest)]) == 0
+    assert "imported 2 record(s)" in capsys.readouterr().out
+    assert {p.name for p in dest.glob("*.json")} == {p.name for p in folder.glob("*.json")}
+
+
+@pytest.mark.slow
+def test_import_mirrors_the_added_records_to_mlflow(made, tmp_path, capsys):
+    folder, _ = made
+    dest = tmp_path / "store"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert main(["import", str(archive), "--tracking-uri", uri, "--results-dir", str(dest)]) == 0
+    assert main(["import", str(folder), "--tracking-uri", uri, "--results-dir", str(dest)]) == 0
     assert "mirrored 2 to MLflow" in capsys.readouterr().out
     from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("biasbench")
     ids = {r.data.tags["run_id"] for r in client.search_runs([exp.experiment_id])}
     assert ids == {p.stem for p in folder.glob("*.json")} == {p.stem for p in ResultStore(dest).root.glob("*.json")}
-    shutil.rmtree(dest)
