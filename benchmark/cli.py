@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {list,run,report,ui,mirror}``."""
+"""Command line: ``python -m benchmark {list,run,status,report,ui,mirror,import,probe}``."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 QUICK = {"epochs": 2, "max_train": 5000}  # the --quick smoke budget: minutes on a CPU
@@ -42,6 +43,10 @@ def _add_suite_options(p: argparse.ArgumentParser) -> None:
                    help="only runs whose description contains TEXT, e.g. --match sigma2=0.02 --match seed=0 "
                         "(repeatable: all must match; `--dry-run -v` shows descriptions)")
     g.add_argument("--limit", type=int, metavar="N", help="only the first N runs to do (after --order)")
+    g.add_argument("--time-budget", metavar="DURATION",
+                   help="local: run only what fits in this wall time (e.g. 9m, 1h30m): one seed of every table cell "
+                        "first, then further seeds, priced from measured costs in the records; prints what it "
+                        "chose and left, and never starts a run it cannot finish")
     g.add_argument("--verbose", "-v", action="store_true",
                    help="with --dry-run, show each suite's recipe, every row's effective hyperparameters and every run")
     g.add_argument("--executor", choices=["local", "slurm"], default="local", help="where runs execute (default local)")
@@ -143,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri")
     _add_common(p)
 
+    _add_import_parser(sub)
+
     p = sub.add_parser("probe", help="bias probe: how well each bias attribute can be read off a run's frozen features",
                        description="Train a fresh classifier on the frozen features f(x) of a finished run to predict "
                                    "each bias attribute; report accuracy, Blind Eye's Eq. 6 score and, against "
@@ -168,8 +175,8 @@ RUN_OPTIONS = {  # every --NAME of the run parser (a dataset parameter of that n
     "all", "array_parallelism", "backbone", "cluster", "cpus_per_task", "data_root", "dataset", "debug", "device",
     "dry_run", "epochs", "executor", "gpus_per_job", "help", "home", "jobs_per_gpu", "label_noise", "limit", "match",
     "max_train", "mem_gb", "method", "no_mlflow", "no_progress", "order", "partition", "pretrained", "profile",
-    "quick", "results_dir", "retries", "seed", "set", "slurm_folder", "suite", "time", "tracking_uri", "verbose",
-    "workers"}
+    "quick", "rerun_stale", "results_dir", "retries", "seed", "set", "slurm_folder", "suite", "time", "time_budget",
+    "tracking_uri", "verbose", "workers"}
 
 
 def dataset_option(name: str) -> str:
@@ -177,6 +184,41 @@ def dataset_option(name: str) -> str:
     parser has ``--NAME`` itself (e.g. a dataset's ``seed`` is ``--data-seed``, the training seed
     ``--seed``)."""
     return "--" + ("data-" if name in RUN_OPTIONS else "") + name.replace("_", "-")
+
+
+def _add_import_parser(sub) -> None:
+    p = sub.add_parser("import", help="merge records made elsewhere (e.g. a GPU machine without MLflow) into the store",
+                       description="Check and merge result records from other machines: every *.json directly under "
+                                   "each DIR, or inside a .tar.gz such as scripts/gpu-window.sh writes. A record must "
+                                   "carry its spec, and its run id must be the hash of that spec; one whose run id is "
+                                   "stored with a different spec or final metrics is refused (the stored one stays), "
+                                   "an identical one is skipped. Added records are mirrored to MLflow.")
+    p.add_argument("sources", nargs="+", metavar="DIR", help="folder of records or .tar.gz archive of them")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or the embedded store)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not mirror the added records to MLflow")
+    _add_common(p)
+
+
+def cmd_import(args) -> int:
+    from .importer import describe, import_records
+    from .store import ResultStore
+    store = ResultStore(args.results_dir)
+    mirror = None
+    if not args.no_mlflow:
+        from .tracking import MLflowMirror
+        mirror = MLflowMirror(args.tracking_uri)
+    try:
+        result = import_records(args.sources, store, mirror=mirror)
+    except FileNotFoundError as e:
+        raise UsageError(f"{e}; give folders of records (e.g. gpu-out/runs) or their .tar.gz") from None
+    for rec in result.added:
+        print(f"added {describe(rec)}")
+    for line in result.refused:
+        print(f"error: refused {line}", file=sys.stderr)
+    print(f"imported {len(result.added)} record(s) into {store.root}; {len(result.identical)} already stored; "
+          f"{len(result.refused)} refused"
+          + ("" if mirror is None else f"; mirrored {result.mirrored} to MLflow at {mirror.uri}"))
+    return 1 if result.refused else 0
 
 
 def _dataset_param_options(dataset: str) -> argparse.ArgumentParser:
@@ -206,47 +248,43 @@ def _env(args) -> None:
 
 
 def cmd_list(args) -> int:
-    from ._registry import RegistryError
-    from .hparams import describe_fields
-    from .nets import BACKBONES
-    from .registry import DATASETS, METHODS, describe
+    from .catalogue import load
+    cat = load()  # plain data about the plug-ins; imports them (and torch) only after a code change
     print("Methods:")
-    for name, cls in METHODS.items():
-        mark = " [bias labels]" if cls.uses_bias_labels else ""
-        print(f"  {name:<16} {describe(cls)}{mark}")
+    for m in cat["methods"]:
+        mark = " [bias labels]" if m["bias_labels"] else ""
+        print(f"  {m['name']:<16} {m['doc']}{mark}")
         if args.verbose:
-            for fname, default, source, help_ in describe_fields(cls.HParams):
-                print(f"      {fname}={default!r}  — {help_} [{source}]")
+            for fname, default, source, help_ in m["fields"]:
+                print(f"      {fname}={default}  — {help_} [{source}]")
     print("Datasets:")
-    for name, cls in DATASETS.items():
-        print(f"  {name:<16} {describe(cls)}")
+    for d in cat["datasets"]:
+        print(f"  {d['name']:<16} {d['doc']}")
         if args.verbose:
-            for fname, default, source, help_ in describe_fields(cls.Params):
-                print(f"      {dataset_option(fname)}={default!r}  — {help_} [{source}]")
+            for fname, default, source, help_ in d["fields"]:
+                print(f"      {dataset_option(fname)}={default}  — {help_} [{source}]")
     print("Backbones:")
-    for name, cls in BACKBONES.items():
-        print(f"  {name:<16} {describe(cls)}")
-    from .suites import SUITES
-    SUITES.names()  # load every plug-in group, so the broken ones are known below
-    broken = [msg for reg in (METHODS, DATASETS, BACKBONES, SUITES) for msg in reg.broken.values()]
-    if broken:
-        print("Broken plug-ins (not usable until fixed or uninstalled; everything else works):")
-        for msg in broken:
-            print(f"  {msg}")
+    for b in cat["backbones"]:
+        print(f"  {b['name']:<16} {b['doc']}")
     print("Suites (run --suite NAME [--profile paper|quick]):")
-    for name, cls in SUITES.items():
-        suite = cls()
-        try:
-            counts = ", ".join(f"{p} {sum(1 for _ in suite.cells(p))} runs" for p in suite.profiles)
-        except RegistryError as e:  # a suite naming a broken plug-in is listed, not fatal
-            counts = f"cannot expand: {e.args[0] if e.args else e}"
-        print(f"  {name:<18} {describe(cls)} [{counts}]")
+    for s in cat["suites"]:
+        counts = ", ".join(f"{p} {n} runs" for p, n in s["counts"].items())
+        print(f"  {s['name']:<18} {s['doc']} [{counts}]")
+    if args.verbose:
+        from .recipes import RECIPES
+        print("Recipes (a paper's shared training settings; `run --suite S --dry-run -v` shows each row's):")
+        for recipe in RECIPES.values():
+            print("  " + recipe.describe().replace("\n", "\n  "))
+    if cat.get("broken"):
+        print("Broken plug-ins (not usable until fixed or uninstalled; everything else works):")
+        for msg in cat["broken"]:
+            print(f"  {msg}")
         if args.verbose:
-            print(f"      data: {', '.join(suite.datasets())}; paper: {suite.paper}")
-            for p, prof in suite.profiles.items():
-                print(f"      {p}: {prof.source}")
-            if suite.notes:
-                print(f"      note: {suite.notes}")
+            print(f"      data: {', '.join(s['datasets'])}; paper: {s['paper']}")
+            for p, source in s["sources"].items():
+                print(f"      {p}: {source}")
+            if s["notes"]:
+                print(f"      note: {s['notes']}")
     return 0
 
 
@@ -317,12 +355,13 @@ def _retire_if_stale(store, run_id: str, rerun_stale: bool) -> None:
 
 
 def cmd_run_suites(args, extra: list[str]) -> int:
-    from .data import default_home
+    from .paths import default_home
     from .executors import (LocalExecutor, SlurmExecutor, Task, assign_slots, make_settings, tidy_finished,
                             visible_gpus)
     from .planner import make_plan, select_suites
     from .store import ResultStore
 
+    t_start = time.time()  # a --time-budget counts from here (planning included)
     if extra:
         raise UsageError(f"unrecognised arguments {extra}: suites set their own dataset parameters")
     if args.method or args.dataset:
@@ -346,7 +385,8 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         raise UsageError(str(e)) from None
     plan.select(args.match, args.limit)
     if not args.dry_run:  # before any training: writable folders, device, weights, data
-        _preflight(args, store, [r.spec for r in plan.todo])
+        pending = {r.run_id for r in plan.todo}  # a base the plan trains first is checked when its turn comes
+        _preflight(args, store, [r.spec for r in plan.todo if r.after not in pending])
         _check_plan_data(plan, explicit=not args.all)
         _check_settings_data(plan.todo, args.data_root, home)
     slots = []
@@ -357,8 +397,11 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         except ValueError as e:
             raise UsageError(str(e)) from None
     n_slots = len(slots) if args.executor == "local" else args.array_parallelism
+    budget, deadline = _fit_budget(args, plan, n_slots, t_start) if args.time_budget else (None, None)
     if args.dry_run:
         print(plan.render(slots=n_slots, verbose=args.verbose))
+        if budget is not None:
+            print(budget.render(verbose=args.verbose))
         return 0
     for line in plan.skip_lines():
         print(line, file=sys.stderr)
@@ -366,8 +409,14 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     if not args.dry_run:
         tidy_finished(store.root, home)  # leftovers of a process killed right after storing
     mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
-    print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(todo)} to run"
-          + ("" if todo else " — everything is cached, nothing to do"), flush=True)
+    admit = None
+    if budget is not None:
+        print(budget.render(verbose=args.verbose), flush=True)
+        todo = budget.runs
+        admit = _budget_admission(args, plan, store, deadline)
+    print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(plan.todo)} to run"
+          + (f", {len(todo)} within the time budget" if budget is not None else "")
+          + ("" if plan.todo else " — everything is cached, nothing to do"), flush=True)
     if not todo:
         return 0
     for r in todo:
@@ -377,7 +426,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     if args.executor == "local":
         where = ", ".join(f"{s.device}{'' if s.gpu is None else ':' + s.gpu}" for s in slots)
         print(f"local executor: {len(slots)} slot(s) [{where}], {slots[0].threads} thread(s) each", flush=True)
-        executor = LocalExecutor(slots, retries=args.retries, progress=not args.no_progress)
+        executor = LocalExecutor(slots, retries=args.retries, progress=not args.no_progress, admit=admit)
     else:
         executor = SlurmExecutor(args.slurm_folder or home / "submitit", partition=args.partition,
                                  timeout_min=args.time, gpus_per_job=args.gpus_per_job,
@@ -386,7 +435,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
                                  cluster=None if args.cluster == "auto" else args.cluster,
                                  progress=not args.no_progress)
     failed = 0
-    for wave in plan.waves():  # runs that start from another run's weights go after it
+    for wave in plan.waves(todo):  # runs that start from another run's weights go after it
         ready = [r for r in wave if r.after is None or store.has(r.after)]
         for r in wave:
             if r not in ready:
@@ -460,6 +509,34 @@ def _synced_mirror(uri, store):
     return mirror
 
 
+def _fit_budget(args, plan, n_slots: int, t_start: float):
+    """(the runs that fit in what is left of ``--time-budget`` after planning, the deadline)."""
+    from .budget import fit, parse_duration
+    from .paths import default_home
+    if args.executor != "local":
+        raise UsageError("--time-budget needs the local executor (SLURM jobs have --time)")
+    try:
+        seconds = parse_duration(args.time_budget)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    left = seconds - (time.time() - t_start)
+    return fit(plan, left, slots=n_slots, order=args.order, home=default_home()), t_start + seconds
+
+
+def _budget_admission(args, plan, store, deadline: float):
+    """Before each run starts, re-price it from the records stored so far (those of this window
+    included) and start it only if it ends before ``deadline``."""
+    from .budget import admission
+    from .costs import estimate
+    from .paths import default_home
+
+    def price(run):
+        estimate([run], store, args.device, default_home())
+        return run.estimate_s
+
+    return admission(deadline, price, {r.run_id: r for r in plan.runs}, home=default_home())
+
+
 def cmd_status(args) -> int:
     from .planner import select_suites, status_text
     from .store import ResultStore
@@ -469,7 +546,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .data import default_home
+    from .paths import default_home
     from .references import load_references
     from .reporting import FigureContext, SpecError, build_report, load_specs, write_report
     from .provenance import mark_stale
@@ -614,7 +691,7 @@ def _error_message(e: BaseException) -> str:
 
 def _dispatch(args, extra: list[str]) -> int:
     commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
-                "probe": cmd_probe}
+                "probe": cmd_probe, "import": cmd_import}
     if args.command == "run":
         return cmd_run(args, extra)
     return commands[args.command](args)

@@ -24,13 +24,7 @@ import torch
 
 from .failpoints import failpoint
 from .hparams import from_dict, to_dict
-
-DATA_ROOT_ENV = "BENCHMARK_DATA_ROOT"
-HOME_ENV = "BENCHMARK_HOME"
-
-
-class DataRootError(FileNotFoundError):
-    """A dataset's files are missing or damaged; the message names the file or the expected layout."""
+from .paths import DATA_ROOT_ENV, HOME_ENV, DataRootError, default_home, resolve_data_root  # noqa: F401 (re-exported)
 
 
 class DatasetContractError(ValueError):
@@ -240,23 +234,6 @@ def atomic_torch_save(obj, path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def default_home() -> Path:
-    """Working folder for caches, checkpoints and the embedded MLflow store."""
-    return Path(os.environ.get(HOME_ENV, ".benchmark")).resolve()
-
-
-def resolve_data_root(data_root: str | Path | None = None) -> Path:
-    """The data root: the argument, else ``$BENCHMARK_DATA_ROOT``, else ``./data``, else ``../shared/data``."""
-    if data_root is not None:
-        return Path(data_root).expanduser().resolve()
-    if os.environ.get(DATA_ROOT_ENV):
-        return Path(os.environ[DATA_ROOT_ENV]).expanduser().resolve()
-    for candidate in (Path("data"), Path("../shared/data")):
-        if candidate.is_dir():
-            return candidate.resolve()
-    return Path("data").resolve()
 
 
 def require_files(root: Path, files: list[str], dataset: str, layout: str) -> list[Path]:

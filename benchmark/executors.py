@@ -81,7 +81,7 @@ class Outcome:
     """What happened to one task."""
 
     run_id: str
-    status: str  # "done", "cached" (stored meanwhile), "claimed" (running elsewhere), "failed"
+    status: str  # "done", "cached" (stored meanwhile), "claimed" (running elsewhere), "failed", "left" (not started)
     label: str = ""
     error: str = ""
     traceback: str = ""
@@ -99,6 +99,8 @@ class Outcome:
             return f"cached  {self.run_id}  {self.label}: stored meanwhile by another process"
         if self.status == "claimed":
             return f"skip    {self.run_id}  {self.label}: running elsewhere ({self.holder})"
+        if self.status == "left":
+            return f"left    {self.run_id}  {self.label}: {self.error}"
         return f"FAILED  {self.run_id}  {self.label}: {self.error}"
 
 
@@ -119,9 +121,10 @@ class Summary:
         return self.by_status("failed")
 
     def render(self) -> str:
-        n = {s: len(self.by_status(s)) for s in ("done", "cached", "claimed", "failed")}
+        n = {s: len(self.by_status(s)) for s in ("done", "cached", "claimed", "failed", "left")}
         lines = [f"{len(self.outcomes)} run(s) in {self.wall_s:.0f}s: {n['done']} done, {n['failed']} failed, "
-                 f"{n['claimed']} running elsewhere, {n['cached']} stored meanwhile"]
+                 f"{n['claimed']} running elsewhere, {n['cached']} stored meanwhile"
+                 + (f", {n['left']} left unstarted (time budget)" if n["left"] else "")]
         if self.failed:
             lines.append(f"failed runs (tracebacks in {self.failure_dir}/<run_id>.json; "
                          "`python -m benchmark status` lists them):")
@@ -466,12 +469,15 @@ class LocalExecutor:
         slots: from :func:`assign_slots`.
         retries: extra attempts for a run that raises (or whose worker dies).
         progress: draw progress bars (else one line per finished run).
+        admit: asked before each task starts; False leaves it unstarted (outcome "left"), e.g.
+            a time budget that the run would overrun (see :func:`benchmark.budget.admission`).
     """
 
-    def __init__(self, slots: list[Slot], retries: int = 1, progress: bool = True):
+    def __init__(self, slots: list[Slot], retries: int = 1, progress: bool = True,
+                 admit: Callable[[Task], bool] | None = None):
         if not slots:
             raise ValueError("no slots to run on")
-        self.slots, self.retries, self.progress = slots, retries, progress
+        self.slots, self.retries, self.progress, self.admit = slots, retries, progress, admit
 
     def run(self, tasks: list[Task], settings: Settings, mirror=None) -> Summary:
         from multiprocessing.connection import wait
@@ -523,6 +529,11 @@ class LocalExecutor:
                 spawn(slot)
             while queue or any(w["task"] is not None for w in workers.values()):
                 for w in list(workers.values()):
+                    while w["task"] is None and queue and self.admit is not None and not self.admit(queue[0]):
+                        left = queue.popleft()
+                        summary.outcomes.append(Outcome(left.run_id, "left", left.label,
+                                                        error="not started: it would not finish in the time left"))
+                        bars.write(summary.outcomes[-1].line())
                     if w["task"] is None and queue:
                         if not w["proc"].is_alive():
                             spawn(w["slot"])
@@ -531,6 +542,8 @@ class LocalExecutor:
                         w["conn"].send(w["task"])
                         bars.start(w["slot"].index, w["task"])
                 busy = [w for w in workers.values() if w["task"] is not None]
+                if not busy:  # every remaining task was left unstarted
+                    continue
                 ready = wait([w["conn"] for w in busy] + [w["proc"].sentinel for w in busy])
                 for w in busy:
                     task = w["task"]

@@ -21,9 +21,10 @@ import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .failpoints import failpoint
 
@@ -202,6 +203,8 @@ class ResultStore:
 
         Keyword filters match columns exactly, e.g. ``query(method="lnl", dataset="colored_mnist")``.
         """
+        import pandas as pd  # here, not at the top: commands that never query start faster
+
         rows = [flatten_record(r) for r in self.records()]
         df = pd.DataFrame(rows)
         for k, v in filters.items():

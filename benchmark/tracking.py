@@ -31,14 +31,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .data import default_home
 from .failpoints import failpoint
+from .paths import default_home
 
 EXPERIMENT = "biasbench"
+_WARNED_MISSING = False
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}  # MLflow's own: 120 s, 7 retries, factor 2
 RETRY_AFTER_S = 120.0  # after a failure, records are not sent for this long (the store keeps them)
 DONE_STATUSES = ("FINISHED", "FAILED", "KILLED")  # an MLflow run in one of these is complete
+
+
+def mlflow_installed() -> bool:
+    """Whether ``import mlflow`` can succeed (checked without importing it)."""
+    import importlib.util
+    import sys
+    if "mlflow" in sys.modules:
+        return sys.modules["mlflow"] is not None  # None: blocked, as if not installed
+    return importlib.util.find_spec("mlflow") is not None
 
 
 @dataclass
@@ -67,7 +77,16 @@ class MLflowMirror:
 
     def log_record(self, record: dict[str, Any]) -> str | None:
         """Log one record (or find it already logged); returns the MLflow run id, or None (with a
-        warning) if MLflow failed or failed less than :data:`RETRY_AFTER_S` seconds ago."""
+        warning) if MLflow is not installed (one warning per process: the records stay in the result
+        store), failed, or failed less than :data:`RETRY_AFTER_S` seconds ago."""
+        if not mlflow_installed():
+            global _WARNED_MISSING
+            if not _WARNED_MISSING:
+                _WARNED_MISSING = True
+                warnings.warn("MLflow is not installed: records stay in the result store only; mirror them later "
+                              "with `python -m benchmark import DIR` or `mirror` where MLflow is installed",
+                              RuntimeWarning, stacklevel=2)
+            return None
         if time.time() < self._down_until:
             warnings.warn(f"MLflow at {self.uri} failed moments ago: run {record['run_id']} not sent; the record is "
                           "safe in the result store and the next `run`/`mirror` sends it", RuntimeWarning, stacklevel=2)
