@@ -45,7 +45,7 @@ class DFRHParams(GroupERMHParams):
                       "inverse L1 regularisation strength C", space=lambda r: r.choice(C_OPTIONS))
     dfr_retrains: int = hp(20, "official dfr_evaluate_spurious.py dfr_on_validation_eval (num_retrains=20)",
                            "group-balanced subsamples whose fitted coefficients are averaged")
-    dfr_steps: int = hp(200, "ours (FISTA iterations; the official code uses liblinear)",
+    dfr_steps: int = hp(100, "ours (FISTA iterations; the official code uses liblinear)",
                         "proximal-gradient iterations per fit")
 
 
