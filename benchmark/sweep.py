@@ -165,7 +165,7 @@ def select_table(plan, store, rules: Iterable[str] = SWEEP_RULES, metric: str = 
     groups: dict[tuple[str, str, int], list[tuple[int, dict]]] = {}
     methods, settings, seeds = [], [], set()
     missing = 0
-    for r in plan.runs:
+    for r in sorted(plan.runs, key=lambda r: r.position):  # the suite's order: methods × settings
         setting, method = base_setting(r), r.spec.method
         if method not in methods:
             methods.append(method)

@@ -46,8 +46,10 @@ class JTT(ResizableBuffers, Vanilla):
     HParams = JTTHParams
     uses_bias_labels = False
     paper = "Liu et al., Just Train Twice: Improving Group Robustness without Training Group Information, ICML 2021"
-    tiny_hparams = {"jtt_epochs": 1}
-    quick_hparams = {"jtt_epochs": 1}
+    # Smoke budgets: an identification model trained for one epoch errs on most samples of a
+    # 10-class task, and λ_up = 100 then makes an epoch ~100× longer; λ_up = 5 keeps it short.
+    tiny_hparams = {"jtt_epochs": 1, "jtt_up": 5.0}
+    quick_hparams = {"jtt_epochs": 1, "jtt_up": 5.0}
     resizable = ("error_set",)
 
     def __init__(self, hparams: JTTHParams, info, epochs):
