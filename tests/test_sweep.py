@@ -124,3 +124,23 @@ def test_sweep_killed_and_resumed_without_repeating_a_trial(tmp_path):
     rep = subprocess.run(cmd[:-4] + ["--results-dir", str(runs), "--home", str(home), "--report"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert rep.returncode == 0 and "6/6 runs stored" in rep.stdout and "oracle_worst_group" in rep.stdout
+
+
+@pytest.mark.slow
+def test_sweep_runs_through_submitit_the_slurm_path(tmp_path):
+    """The same sweep tasks through ``--executor slurm --cluster local`` (submitit's local executor)."""
+    mod = tmp_path / "plug"
+    mod.mkdir()
+    (mod / "tiny_sweep_suite.py").write_text(TINY_SUITE.replace("EPOCHS", "1").replace("MAX_TRAIN", "256")
+                                             .replace("MAX_EVAL", "200"))
+    runs = tmp_path / "runs"
+    script = ("import sys; sys.path.insert(0, %r); import tiny_sweep_suite; from benchmark.cli import main; "
+              "raise SystemExit(main(sys.argv[1:]))" % str(mod))
+    cmd = [sys.executable, "-c", script, "sweep", "--suite", "test.sweep_tiny", "--profile", "quick",
+           "--hparam-seeds", "2", "--trials", "1", "--executor", "slurm", "--cluster", "local", "--gpus-per-job", "0",
+           "--no-mlflow", "--no-progress", "--results-dir", str(runs), "--home", str(tmp_path / "home")]
+    env = {**os.environ, "PYTHONPATH": str(mod) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    records = [json.loads(p.read_text()) for p in runs.glob("*.json")]
+    assert len(records) == 4 and sorted(r["tags"]["hparams_seed"] for r in records) == ["0", "0", "1", "1"]
