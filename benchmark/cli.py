@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {list,run,status,report,ui,mirror,import,probe}``."""
+"""Command line: ``python -m benchmark {list,run,status,report,ui,mirror,import,probe,sweep}``."""
 from __future__ import annotations
 
 import argparse
@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stored run to stdout.")
     p.add_argument("--out", default="reports/generated", help="output folder (default reports/generated)")
     p.add_argument("--pdf", action="store_true", help="also write one PDF (<out>/report.pdf); needs no TeX")
-    p.add_argument("--selection", nargs="+", choices=["last", "biased_val", "unbiased_val", "oracle"],
+    p.add_argument("--selection", nargs="+", choices=["last", "biased_val", "unbiased_val", "oracle", "worst_group_val",
+                                                      "align_conflict", "val_loss", "oracle_worst_group"],
                    help="model-selection protocol(s), rendered side by side (default: each paper's own)")
     p.add_argument("--profile", default="any", choices=["paper", "quick", "any"],
                    help="budget profile of the runs to read (default any: paper-profile runs win where both exist)")
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     _add_common(p)
+    _add_sweep_parser(sub)
     for p in sub.choices.values():  # `run ... --debug` as well as `--debug run ...`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
@@ -219,6 +221,117 @@ def cmd_import(args) -> int:
           f"{len(result.refused)} refused"
           + ("" if mirror is None else f"; mirrored {result.mirrored} to MLflow at {mirror.uri}"))
     return 1 if result.refused else 0
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="hyperparameter sweep of a suite (random search), selection across runs, recipe export",
+        description="Random search over each method's declared hyperparameter spaces: every method × setting of "
+                    "the suite runs with --hparam-seeds draws (hparams_seed 0 = the suite's recipe) × --trials "
+                    "training seeds. Each trial is an ordinary cached run (kill and rerun to resume; nothing is "
+                    "repeated). --report prints methods × selection rules: the test worst-group accuracy at the "
+                    "hyperparameters and epoch each rule selects, mean ± std over training seeds. --export FILE "
+                    "writes the selected hyperparameters as a suite recipe (.json or .toml).")
+    p.add_argument("--trials", type=int, metavar="N",
+                   help="training seeds per hyperparameter draw: 0..N-1 (default: the profile's seeds)")
+    p.add_argument("--hparam-seeds", type=int, default=1, metavar="M",
+                   help="hyperparameter draws per method: hparams_seed 0..M-1, 0 = the suite's recipe (default 1)")
+    p.add_argument("--report", action="store_true", help="print the selection table from the stored runs (runs nothing)")
+    p.add_argument("--rules", nargs="+", metavar="RULE",
+                   help="selection rules of the report (default: biased_val unbiased_val worst_group_val "
+                        "align_conflict val_loss oracle_worst_group)")
+    p.add_argument("--metric", default="test.worst_group_acc",
+                   help="test metric read at the selected epoch (default test.worst_group_acc)")
+    p.add_argument("--export", metavar="FILE", help="write the hyperparameters --export-rule selects (.json or .toml)")
+    p.add_argument("--export-rule", default="worst_group_val", help="selection rule of --export (default worst_group_val)")
+    p.add_argument("--out", metavar="FILE", help="with --report: also write the table (markdown) to FILE")
+    p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or an embedded SQLite store)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_common(p)
+    _add_suite_options(p)
+
+
+def cmd_sweep(args) -> int:
+    from .data import default_home
+    from .executors import LocalExecutor, SlurmExecutor, assign_slots, make_settings, visible_gpus
+    from .planner import select_suites
+    from .selection import STRATEGIES
+    from .store import ResultStore
+    from . import sweep
+
+    if not (args.suite or args.all):
+        raise UsageError("sweep needs --suite NAME (or --all); `python -m benchmark list` shows the suites")
+    rules = tuple(args.rules or sweep.SWEEP_RULES)
+    for rule in rules + (args.export_rule,):
+        if rule not in STRATEGIES or rule == "last":
+            raise UsageError(f"unknown selection rule {rule!r}; known: {', '.join(r for r in STRATEGIES if r != 'last')}")
+    store = ResultStore(args.results_dir)
+    home = default_home()
+    try:
+        plan = sweep.plan_sweep(select_suites(None if args.all else args.suite), args.profile, args.hparam_seeds,
+                                args.trials, store=store, data_root=args.data_root, home=home, order=args.order,
+                                device=args.device, check_data=not (args.report or args.export))
+    except (ValueError, KeyError) as e:
+        raise UsageError(str(e.args[0] if e.args else e)) from None
+    plan.select(args.match, args.limit)
+    if args.report or args.export:
+        table = sweep.select_table(plan, store, rules, args.metric)
+        if args.report:
+            text = sweep.render_table(table)
+            print(text)
+            if args.out:
+                from pathlib import Path
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(text + "\n")
+        if args.export:
+            export_table = table if args.export_rule in rules else sweep.select_table(plan, store, (args.export_rule,), args.metric)
+            try:
+                path = sweep.write_export(sweep.export_recipe(export_table, plan, store, args.export_rule), args.export)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            print(f"wrote the hyperparameters selected by {args.export_rule} to {path}")
+        return 0
+    slots = []
+    if args.executor == "local":
+        try:
+            slots = assign_slots(visible_gpus(), device=args.device, jobs_per_gpu=args.jobs_per_gpu, workers=args.workers)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if args.dry_run:
+        print(plan.render(slots=len(slots) if slots else args.array_parallelism, verbose=args.verbose))
+        return 0
+    for line in plan.skip_lines():
+        print(line, file=sys.stderr)
+    todo = sweep.tasks(plan)
+    print(f"sweep: {len(plan.runs)} run(s) ({args.hparam_seeds} hyperparameter draw(s) × seeds, {args.profile} profile): "
+          f"{len(plan.cached)} cached, {len(todo)} to run", flush=True)
+    if not todo:
+        return 0
+    settings = make_settings(store.root, home, args.data_root, args.device, [t.spec for t in todo])
+    mirror = None
+    if not args.no_mlflow:
+        from .tracking import MLflowMirror
+        mirror = MLflowMirror(args.tracking_uri)
+    if args.executor == "local":
+        executor = LocalExecutor(slots, retries=args.retries, progress=not args.no_progress)
+    else:
+        executor = SlurmExecutor(args.slurm_folder or home / "submitit", partition=args.partition,
+                                 timeout_min=args.time, gpus_per_job=args.gpus_per_job,
+                                 cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
+                                 array_parallelism=args.array_parallelism, retries=args.retries,
+                                 cluster=None if args.cluster == "auto" else args.cluster,
+                                 progress=not args.no_progress)
+    try:
+        summary = executor.run(todo, settings, mirror=mirror)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished trials are stored; rerun the same command to resume the others",
+              file=sys.stderr)
+        return 130
+    print(summary.render(), flush=True)
+    return 1 if summary.failed else 0
 
 
 def _dataset_param_options(dataset: str) -> argparse.ArgumentParser:
@@ -691,7 +804,7 @@ def _error_message(e: BaseException) -> str:
 
 def _dispatch(args, extra: list[str]) -> int:
     commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
-                "probe": cmd_probe, "import": cmd_import}
+                "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep}
     if args.command == "run":
         return cmd_run(args, extra)
     return commands[args.command](args)

@@ -120,7 +120,9 @@ def evaluate(method: Method, loader: Loader, num_classes: int, num_bias_classes:
     with torch.no_grad():
         per_sample = max(1, loader.split.x[0].numel()) if len(loader) else 1
         for batch in loader.batches(order, max(1, min(EVAL_BATCH, EVAL_BATCH_ELEMENTS // per_sample))):
-            meter.add(method.predict(batch.x).argmax(1), batch.y, batch.b, batch.aligned)
+            logits = method.predict(batch.x)
+            meter.add(logits.argmax(1), batch.y, batch.b, batch.aligned,
+                      loss=torch.nn.functional.cross_entropy(logits.float(), batch.y, reduction="none"))
             meter.add_extra(method.evaluate_extra(batch))
     method.train(was_training)
     return meter.result()
@@ -268,6 +270,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
     if _is_run_ref(spec.pretrained):
         init_from_run(method, spec.pretrained, home)
     method = method.to(dev)
+    method.attach_splits(loaders)
     batch_size = int(spec.hparams["batch_size"])
 
     ckpt = checkpoint_path(spec, home)

@@ -83,6 +83,12 @@ class Method(nn.Module):
         """
         return {}
 
+    def attach_splits(self, loaders: dict) -> None:
+        """Optional: called by the engine before ``prepare`` (and again on resume) with the loaders
+        of every split (``"train"``, ``"val"``, ``"test"``, ...). Methods that learn from a held-out
+        split (DFR's last-layer re-training) keep the ones they need; reading the test split here
+        would be test-set leakage."""
+
     def sample_indices(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
         """Optional: the order of training indices for one epoch (None = a uniform permutation)."""
         return None

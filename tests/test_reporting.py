@@ -76,7 +76,8 @@ def test_selection_strategies_pick_the_documented_epoch():
     assert (sel.epoch, sel.criterion) == (2, "val.balanced_acc")
     assert sel.score == pytest.approx(2.6 / 3)
     assert select(rec, "oracle").epoch == 2
-    assert set(STRATEGIES) == {"last", "biased_val", "unbiased_val", "oracle"}
+    assert set(STRATEGIES) == {"last", "biased_val", "unbiased_val", "oracle", "worst_group_val", "align_conflict",
+                               "val_loss", "oracle_worst_group"}
 
 
 def test_unbiased_val_prefers_a_dedicated_split_and_absent_splits_give_none():
