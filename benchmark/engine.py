@@ -123,6 +123,22 @@ def evaluate(method: Method, loader: Loader, num_classes: int, num_bias_classes:
     return meter.result()
 
 
+def build_loaders(spec: RunSpec, dev: torch.device, data_root=None, home: Path | None = None):
+    """The run's dataset and a :class:`Loader` per split: the training subset (``max_train``, label
+    noise) with the dataset's augmentation, and every other split (``max_eval``)."""
+    home = Path(home) if home else default_home()
+    dataset = DATASETS.get(spec.dataset)().build(spec.dataset_params, data_root=data_root, cache_dir=home / "cache")
+    info = dataset.info
+    train_split = _fixed_subset(dataset["train"], spec.max_train)
+    if spec.label_noise:
+        train_split = flip_labels(train_split, spec.label_noise, info.num_classes)
+    loaders = {"train": Loader(train_split, info.mean, info.std, dev, augment=dataset.augment)}
+    for name, split in dataset.splits.items():
+        if name != "train":
+            loaders[name] = Loader(_fixed_subset(split, spec.max_eval), info.mean, info.std, dev)
+    return dataset, loaders
+
+
 def checkpoint_path(spec: RunSpec, home: Path | None = None) -> Path:
     return (home or default_home()) / "checkpoints" / f"{spec.run_id}.pt"
 
@@ -223,17 +239,8 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
     dev = pick_device(device)
     t0 = time.time()
 
-    family = DATASETS.get(spec.dataset)()
-    dataset = family.build(spec.dataset_params, data_root=data_root, cache_dir=home / "cache")
+    dataset, loaders = build_loaders(spec, dev, data_root, home)
     info = dataset.info
-    train_split = dataset["train"]
-    train_split = _fixed_subset(train_split, spec.max_train)
-    if spec.label_noise:
-        train_split = flip_labels(train_split, spec.label_noise, info.num_classes)
-    loaders = {"train": Loader(train_split, info.mean, info.std, dev, augment=dataset.augment)}
-    for name, split in dataset.splits.items():
-        if name != "train":
-            loaders[name] = Loader(_fixed_subset(split, spec.max_eval), info.mean, info.std, dev)
 
     torch.manual_seed(spec.seed)
     method = build_method(spec, info)

@@ -1,0 +1,311 @@
+"""Packed runs: K compatible runs trained as one stacked model in one process.
+
+Runs of one method that share backbone, batch size, epoch budget, hyperparameters and training-set
+size — differing in seed, dataset parameters or label noise — train together: each run's networks
+become one slice of a :class:`benchmark.pack_module.PackedModule`, each step feeds the K runs'
+batches (each from its own data, in its own order ``epoch_generator(seed, epoch)``) as one batch of
+K·B samples, and the method's :meth:`~benchmark.method.Method.per_run_mean` keeps every run's loss
+and gradient its own. Optimiser state, BatchNorm statistics and per-sample tables are stacked per
+run; augmentation draws from each run's own RNG stream. The pack is checkpointed every epoch and
+resumes as a whole.
+
+Each run is evaluated by its own method object (the pack's slice copied back) with the engine's
+:func:`~benchmark.engine.evaluate`, and finished by :func:`benchmark.engine.run` from a checkpoint
+at its last epoch, so it stores the same record, under the same run id, as a lone run; the
+timings in its history are the pack's, and its tags say ``pack_size``.
+
+Methods opt in with ``Method.packable = True`` (vanilla, gray, lff today); :func:`run_pack` runs
+the others, and packs of one, one by one through :func:`benchmark.engine.run`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import atomic_torch_save, default_home
+from .engine import (Loader, RunResult, _is_run_ref, build_loaders, build_method, checkpoint_path, epoch_generator,
+                     evaluate, init_from_run, pick_device, run)
+from .method import Batch, Method
+from .pack_module import PackedModule
+from .registry import METHODS
+from .spec import RunSpec
+from .store import ResultStore
+
+AUTO_PACK = {"cpu": 8, "cuda": 64}  # --pack auto: measured in reports/perf (aggregate img/s flattens beyond)
+
+
+def packable(spec: RunSpec) -> bool:
+    """Whether ``spec``'s method can train in a pack."""
+    return bool(getattr(METHODS.get(spec.method), "packable", False))
+
+
+def pack_key(spec: RunSpec) -> str:
+    """Specs with equal keys can share a pack: everything but seed, dataset parameters and label noise."""
+    d = spec.to_dict()
+    for free in ("seed", "dataset_params", "label_noise"):
+        d.pop(free, None)
+    return json.dumps(d, sort_keys=True)
+
+
+def group_specs(specs: list[RunSpec], size: int) -> list[list[RunSpec]]:
+    """Split ``specs`` into packs of at most ``size`` compatible runs, in first-seen order.
+
+    Runs of methods that cannot be packed come back as packs of one.
+    """
+    if size < 1:
+        raise ValueError(f"pack size must be >= 1, got {size}")
+    groups: dict[str, list[RunSpec]] = {}
+    out: list[list[RunSpec]] = []
+    for spec in specs:
+        if not packable(spec) or size == 1:
+            out.append([spec])
+            continue
+        key = pack_key(spec)
+        group = groups.setdefault(key, [])
+        group.append(spec)
+        if len(group) == size:
+            out.append(group)
+            groups[key] = []
+    out.extend(g for g in groups.values() if g)
+    return out
+
+
+def auto_pack_size(device: str | None = None) -> int:
+    """``--pack auto``: the pack size for this device."""
+    return AUTO_PACK[pick_device(device).type if pick_device(device).type in AUTO_PACK else "cpu"]
+
+
+def pack_checkpoint_path(specs: list[RunSpec], home: Path | None = None) -> Path:
+    ids = ",".join(sorted(s.run_id for s in specs))
+    return (home or default_home()) / "checkpoints" / f"pack-{hashlib.sha256(ids.encode()).hexdigest()[:16]}.pt"
+
+
+def run_pack(specs: list[RunSpec], *, store: ResultStore | None = None, data_root=None, device: str | None = None,
+             home: Path | None = None, mirror=None, progress: bool = True, tags: dict | None = None,
+             on_epoch: Callable[[int, dict], None] | None = None, keep_model: bool = True) -> list[RunResult]:
+    """Train ``specs`` as one pack; returns one :class:`RunResult` per spec, in order.
+
+    Stored runs are skipped (cached results); a single remaining run, or runs of a method that
+    cannot be packed, go through :func:`benchmark.engine.run`. Arguments are those of
+    :func:`benchmark.engine.run`; ``on_epoch(epoch, rows)`` gets the list of the runs' history rows.
+
+    Raises:
+        ValueError: the specs are not compatible (see :func:`pack_key`) or their training sets
+            differ in size or input shape.
+    """
+    store = store or ResultStore()
+    home = Path(home) if home else default_home()
+    common = dict(store=store, data_root=data_root, device=device, home=home, mirror=mirror, progress=progress,
+                  keep_model=keep_model)
+    todo = [s for s in specs if not store.has(s.run_id)]
+    if len(todo) <= 1 or not all(packable(s) for s in todo):
+        results = {s.run_id: run(s, tags=tags, **common) for s in specs}
+        return [results[s.run_id] for s in specs]
+    if len({pack_key(s) for s in todo}) > 1:
+        raise ValueError("run_pack: these specs differ in more than seed, dataset parameters and label noise; "
+                         "group them with benchmark.pack.group_specs")
+    _train_pack(todo, home=home, data_root=data_root, dev=pick_device(device), progress=progress, on_epoch=on_epoch)
+    pack_tags = {**(tags or {}), "pack_size": len(todo)}
+    done = {s.run_id: run(s, tags=pack_tags, **common) for s in todo}  # each finishes from its last-epoch checkpoint
+    return [done[s.run_id] if s.run_id in done else RunResult(store.get(s.run_id), cached=True) for s in specs]
+
+
+class _Member:
+    """One run of a pack: its spec, data, own method object (for evaluation) and RNG state."""
+
+    def __init__(self, spec: RunSpec, dataset, loaders: dict[str, Loader], method: Method, rng: torch.Tensor,
+                 cuda_rng: torch.Tensor | None):
+        self.spec, self.dataset, self.loaders, self.method = spec, dataset, loaders, method
+        self.rng, self.cuda_rng = rng, cuda_rng
+        self.history: list[dict[str, Any]] = []
+        self.prepare: dict = {}
+
+
+def _train_pack(specs: list[RunSpec], *, home: Path, data_root, dev: torch.device, progress: bool,
+                on_epoch) -> None:
+    """Train the pack to its last epoch and leave each run an ordinary checkpoint at that epoch."""
+    t0 = time.time()
+    k = len(specs)
+    data: dict[str, tuple] = {}  # runs with the same data share one set of loaders (one gather per step)
+    members: list[_Member] = []
+    for spec in specs:
+        key = json.dumps([spec.dataset, spec.dataset_params, spec.max_train, spec.max_eval, spec.label_noise],
+                         sort_keys=True)
+        if key not in data:
+            data[key] = build_loaders(spec, dev, data_root, home)
+        dataset, loaders = data[key]
+        torch.manual_seed(spec.seed)  # exactly as engine.run: the same initial weights
+        method = build_method(spec, dataset.info)
+        if _is_run_ref(spec.pretrained):
+            init_from_run(method, spec.pretrained, home)
+        method = method.to(dev)
+        members.append(_Member(spec, dataset, loaders, method, torch.get_rng_state(),
+                               torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None))
+    n = len(members[0].loaders["train"])
+    shapes = {(len(m.loaders["train"]), tuple(m.loaders["train"].split.x.shape[1:])) for m in members}
+    if len(shapes) > 1:
+        raise ValueError(f"run_pack: the runs' training sets differ in size or shape {sorted(shapes)}; "
+                         f"pack only runs with equal training sets")
+
+    ckpt = pack_checkpoint_path(specs, home)
+    state = torch.load(ckpt, map_location=dev, weights_only=False) if ckpt.exists() else None
+    if state is None:
+        for m in members:
+            with _rng(m, dev):
+                m.method.train()
+                m.prepare = m.method.prepare(m.loaders["train"]) or {}
+    pack = _assemble(members, dev)
+    start_epoch, elapsed_before = 0, 0.0
+    if state is not None:
+        pack.load_training_state(state["pack"])
+        for m, rng, cuda_rng, hist, prep in zip(members, state["rng"], state["cuda_rng"], state["history"],
+                                                state["prepare"]):
+            m.rng, m.cuda_rng, m.history, m.prepare = rng, cuda_rng, hist, prep
+        start_epoch, elapsed_before = state["epoch"], state["elapsed"]
+
+    def save(epoch: int) -> None:
+        atomic_torch_save({"pack": pack.training_state(), "rng": [m.rng for m in members],
+                           "cuda_rng": [m.cuda_rng for m in members], "history": [m.history for m in members],
+                           "prepare": [m.prepare for m in members], "epoch": epoch,
+                           "elapsed": elapsed_before + time.time() - t0, "specs": [s.to_dict() for s in specs]}, ckpt)
+
+    if state is None:
+        save(0)
+    spec0 = specs[0]
+    batch_size = int(spec0.hparams["batch_size"])
+    info = members[0].dataset.info
+    bar = tqdm(total=spec0.epochs, initial=start_epoch, desc=f"pack of {k} {spec0.method}/{spec0.dataset}",
+               unit="ep", disable=not progress, dynamic_ncols=True, leave=False)
+    for epoch in range(start_epoch, spec0.epochs):
+        pack.train()
+        orders = []
+        for m in members:
+            gen = epoch_generator(m.spec.seed, epoch)
+            order = m.method.sample_indices(n, gen)
+            orders.append((torch.randperm(n, generator=gen) if order is None else order).to(dev))
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        te = time.time()
+        for i in range(0, n, batch_size):
+            logs = pack.update(_packed_batch(members, [o[i:i + batch_size] for o in orders], n, dev))
+            for key, v in logs.items():
+                v = v.detach() if torch.is_tensor(v) else torch.tensor(float(v))
+                sums[key] = sums.get(key, 0) + v.reshape(-1)
+            steps += 1
+        train_time = time.time() - te
+        extra = pack.end_epoch(epoch + 1) or {}
+        _unpack(pack, members)
+        rows = []
+        for j, m in enumerate(members):
+            row: dict[str, Any] = {"epoch": epoch + 1, "train_time_s": round(train_time, 3),
+                                   "images_per_s": round(n / max(train_time, 1e-9), 1)}
+            row.update({f"train.{key}": float(v[j] if v.numel() == k else v[0]) / max(steps, 1)
+                        for key, v in sums.items()})
+            row.update({f"train.{key}": v for key, v in extra.items()})
+            for name, loader in m.loaders.items():
+                if name != "train":
+                    row[name] = evaluate(m.method, loader, info.num_classes, info.num_bias_classes)
+            m.history.append(row)
+            rows.append(row)
+        save(epoch + 1)
+        bar.update(1)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, rows)
+    bar.close()
+
+    _unpack(pack, members)
+    elapsed = elapsed_before + time.time() - t0
+    for m in members:  # engine.run resumes each from here: no epoch left, it writes the record
+        atomic_torch_save({"method": m.method.training_state(), "rng": m.rng, "cuda_rng": m.cuda_rng,
+                           "history": m.history, "epoch": m.spec.epochs, "prepare": m.prepare,
+                           "elapsed": elapsed / k, "spec": m.spec.to_dict()}, checkpoint_path(m.spec, home))
+    ckpt.unlink(missing_ok=True)
+
+
+class _rng:
+    """Swap member ``m``'s RNG stream in (CPU, and CUDA on a GPU) for the block, then store it back."""
+
+    def __init__(self, m: _Member, dev: torch.device):
+        self.m, self.dev = m, dev
+
+    def __enter__(self):
+        self.saved = torch.get_rng_state()
+        torch.set_rng_state(self.m.rng)
+        if self.dev.type == "cuda" and self.m.cuda_rng is not None:
+            self.saved_cuda = torch.cuda.get_rng_state(self.dev)
+            torch.cuda.set_rng_state(self.m.cuda_rng, self.dev)
+
+    def __exit__(self, *exc):
+        self.m.rng = torch.get_rng_state()
+        torch.set_rng_state(self.saved)
+        if self.dev.type == "cuda" and self.m.cuda_rng is not None:
+            self.m.cuda_rng = torch.cuda.get_rng_state(self.dev)
+            torch.cuda.set_rng_state(self.saved_cuda, self.dev)
+
+
+def _packed_batch(members: list[_Member], idx: list[torch.Tensor], n: int, dev: torch.device) -> Batch:
+    """The K runs' batches one after another; ``idx`` offset by run (run j's sample i is ``j·n + i``)."""
+    offsets = [j * n for j in range(len(members))]
+    loader = members[0].loaders["train"]
+    shared = all(m.loaders["train"] is loader for m in members)
+    if shared and loader.augment is None:  # one gather for all runs
+        batch = loader.batch(torch.cat(idx))
+        batch.idx = torch.cat([i + o for i, o in zip(idx, offsets)])
+        return batch
+    parts = []
+    for m, i in zip(members, idx):
+        with _rng(m, dev):
+            parts.append(m.loaders["train"].batch(i, augment=True))
+    return Batch(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]), torch.cat([p.b for p in parts]),
+                 torch.cat([p.aligned for p in parts]), torch.cat([p.idx + o for p, o in zip(parts, offsets)]),
+                 {key: torch.cat([p.attrs[key] for p in parts]) for key in parts[0].attrs})
+
+
+def _assemble(members: list[_Member], dev: torch.device) -> Method:
+    """One method object whose networks are the members' networks stacked, with fresh stacked optimisers."""
+    spec = members[0].spec
+    pack = build_method(spec, members[0].dataset.info)
+    if pack._parameters:
+        raise ValueError(f"{spec.method}: parameters outside child modules cannot be packed")
+    swap: dict[int, torch.nn.Parameter] = {}
+    for name, child in list(pack.named_children()):
+        packed = PackedModule([getattr(m.method, name) for m in members])
+        stacked = dict(packed.named_parameters())
+        for pname, p in child.named_parameters():
+            swap[id(p)] = stacked[pname.replace(".", "/")]
+        setattr(pack, name, packed)
+    for opt in pack.optimizers.values():
+        for group in opt.param_groups:
+            group["params"] = [swap[id(p)] for p in group["params"]]
+    for name in list(pack._buffers):
+        if _stacked_buffer(pack, name):  # per-sample tables: the runs' one after another
+            pack._buffers[name] = torch.cat([m.method._buffers[name] for m in members])
+    pack.pack_size = len(members)
+    return pack.to(dev)
+
+
+def _unpack(pack: Method, members: list[_Member]) -> None:
+    """Copy each run's slice of the pack into its own method object."""
+    k = len(members)
+    children = [(name, child) for name, child in pack.named_children() if isinstance(child, PackedModule)]
+    for j, m in enumerate(members):
+        state = {}
+        for name, child in children:
+            state.update({f"{name}.{key}": v for key, v in child.member_state(j).items()})
+        for name, buf in pack._buffers.items():
+            if _stacked_buffer(pack, name):
+                state[name] = buf.chunk(k)[j] if buf.numel() else buf
+        m.method.load_state_dict(state)
+
+
+def _stacked_buffer(method: Method, name: str) -> bool:
+    """Whether the method's own buffer ``name`` holds one block per run (persistent, at least 1-D);
+    other buffers (constants such as Gray's channel weights) are shared."""
+    buf = method._buffers[name]
+    return name not in method._non_persistent_buffers_set and buf is not None and buf.dim() > 0
