@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_common(p)
     _add_suite_options(p)
+    _add_pack_option(p)
 
     p = sub.add_parser("status", help="suites' runs: done, running (claimed), failed, to do")
     p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable; default all)")
@@ -238,6 +239,8 @@ def cmd_run(args, extra: list[str]) -> int:
                  for seed in args.seed]
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.pack:
+        return _run_packed(specs, args, store, mirror)
     for spec in specs:
         seed = spec.seed
         result = run(spec, store=store, data_root=args.data_root, device=args.device, mirror=mirror,
@@ -297,6 +300,10 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     if not args.no_mlflow:
         from .tracking import MLflowMirror
         mirror = MLflowMirror(args.tracking_uri)
+    if args.pack:
+        todo = _run_suite_packs(todo, args, store, home, mirror)
+        if not todo:
+            return 0
     if args.executor == "local":
         where = ", ".join(f"{s.device}{'' if s.gpu is None else ':' + s.gpu}" for s in slots)
         print(f"local executor: {len(slots)} slot(s) [{where}], {slots[0].threads} thread(s) each", flush=True)
@@ -316,6 +323,61 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         return 130
     print(summary.render(), flush=True)
     return 1 if summary.failed else 0
+
+
+# --- packed runs (run --pack K|auto): several compatible runs as one stacked model, see benchmark.pack ---
+def _add_pack_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pack", metavar="K|auto",
+                   help="train up to K compatible runs (same method, backbone, budget and hyperparameters; other "
+                        "seeds, dataset parameters or label noise) as one stacked model in this process; each "
+                        "stores its own ordinary record. 'auto': 8 on CPU, 64 on a GPU. Methods that cannot be "
+                        "packed run one by one (suites: on the executor)")
+
+
+def _pack_size(value: str, device: str | None) -> int:
+    from .pack import auto_pack_size
+    if value == "auto":
+        return auto_pack_size(device)
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise UsageError(f"--pack {value!r}: give a pack size >= 1 or 'auto'")
+    return size
+
+
+def _run_packed(specs, args, store, mirror) -> int:
+    from .pack import group_specs, run_pack
+    for group in group_specs(specs, _pack_size(args.pack, args.device)):
+        results = run_pack(group, store=store, data_root=args.data_root, device=args.device, mirror=mirror,
+                           progress=not args.no_progress)
+        for spec, result in zip(group, results):
+            test = result.record["final"].get("test", {})
+            state = "already stored" if result.cached else f"pack of {result.record['tags'].get('pack_size', 1)}"
+            print(f"{spec.run_id} {spec.method} on {spec.dataset} seed={spec.seed}: test acc "
+                  f"{test.get('acc', float('nan')):.4f} ({state}) -> {store.path(spec.run_id)}")
+    return 0
+
+
+def _run_suite_packs(todo, args, store, home, mirror):
+    """Run the packs of two or more runs in this process; return the planned runs left for the executor
+    (runs that cannot be packed, and the runs of a pack that failed)."""
+    from .pack import group_specs, run_pack
+    by_id = {r.spec.run_id: r for r in todo}
+    left = []
+    for group in group_specs([r.spec for r in todo], _pack_size(args.pack, args.device)):
+        if len(group) == 1:
+            left.append(by_id[group[0].run_id])
+            continue
+        print(f"pack of {len(group)}: {by_id[group[0].run_id].describe()} and {len(group) - 1} more", flush=True)
+        try:
+            run_pack(group, store=store, data_root=args.data_root, device=args.device, home=home, mirror=mirror,
+                     progress=not args.no_progress, tags=[by_id[s.run_id].tags for s in group])
+        except Exception as e:  # noqa: BLE001 - the executor retries these runs one by one
+            print(f"pack failed ({type(e).__name__}: {e}); its runs go to the executor one by one", file=sys.stderr)
+            left.extend(by_id[s.run_id] for s in group if not store.has(s.run_id))
+    return left
 
 
 def cmd_status(args) -> int:

@@ -78,7 +78,7 @@ def group_specs(specs: list[RunSpec], size: int) -> list[list[RunSpec]]:
 
 def auto_pack_size(device: str | None = None) -> int:
     """``--pack auto``: the pack size for this device."""
-    return AUTO_PACK[pick_device(device).type if pick_device(device).type in AUTO_PACK else "cpu"]
+    return AUTO_PACK.get(pick_device(device).type, AUTO_PACK["cpu"])
 
 
 def pack_checkpoint_path(specs: list[RunSpec], home: Path | None = None) -> Path:
@@ -87,13 +87,15 @@ def pack_checkpoint_path(specs: list[RunSpec], home: Path | None = None) -> Path
 
 
 def run_pack(specs: list[RunSpec], *, store: ResultStore | None = None, data_root=None, device: str | None = None,
-             home: Path | None = None, mirror=None, progress: bool = True, tags: dict | None = None,
+             home: Path | None = None, mirror=None, progress: bool = True, tags: dict | list[dict] | None = None,
              on_epoch: Callable[[int, dict], None] | None = None, keep_model: bool = True) -> list[RunResult]:
     """Train ``specs`` as one pack; returns one :class:`RunResult` per spec, in order.
 
     Stored runs are skipped (cached results); a single remaining run, or runs of a method that
     cannot be packed, go through :func:`benchmark.engine.run`. Arguments are those of
-    :func:`benchmark.engine.run`; ``on_epoch(epoch, rows)`` gets the list of the runs' history rows.
+    :func:`benchmark.engine.run`, except that ``tags`` may also be a list (one dict per spec) and
+    ``on_epoch(epoch, rows)`` gets the list of the runs' history rows. Packed records get the tag
+    ``pack_size``.
 
     Raises:
         ValueError: the specs are not compatible (see :func:`pack_key`) or their training sets
@@ -103,16 +105,17 @@ def run_pack(specs: list[RunSpec], *, store: ResultStore | None = None, data_roo
     home = Path(home) if home else default_home()
     common = dict(store=store, data_root=data_root, device=device, home=home, mirror=mirror, progress=progress,
                   keep_model=keep_model)
+    tag_of = {s.run_id: dict((tags[i] if isinstance(tags, list) else tags) or {}) for i, s in enumerate(specs)}
     todo = [s for s in specs if not store.has(s.run_id)]
     if len(todo) <= 1 or not all(packable(s) for s in todo):
-        results = {s.run_id: run(s, tags=tags, **common) for s in specs}
+        results = {s.run_id: run(s, tags=tag_of[s.run_id], **common) for s in specs}
         return [results[s.run_id] for s in specs]
     if len({pack_key(s) for s in todo}) > 1:
         raise ValueError("run_pack: these specs differ in more than seed, dataset parameters and label noise; "
                          "group them with benchmark.pack.group_specs")
     _train_pack(todo, home=home, data_root=data_root, dev=pick_device(device), progress=progress, on_epoch=on_epoch)
-    pack_tags = {**(tags or {}), "pack_size": len(todo)}
-    done = {s.run_id: run(s, tags=pack_tags, **common) for s in todo}  # each finishes from its last-epoch checkpoint
+    done = {s.run_id: run(s, tags={**tag_of[s.run_id], "pack_size": len(todo)}, **common)
+            for s in todo}  # each finishes from its last-epoch checkpoint
     return [done[s.run_id] if s.run_id in done else RunResult(store.get(s.run_id), cached=True) for s in specs]
 
 
