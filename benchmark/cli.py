@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     _add_common(p)
+    _add_perf_parser(sub)
     return parser
 
 
@@ -325,6 +326,16 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     return 1 if summary.failed else 0
 
 
+# --- throughput harness (perf), see benchmark.perf ---
+def _add_perf_parser(sub) -> None:
+    from .perf_options import add_arguments
+    p = sub.add_parser("perf", help="throughput: our engine against an official-style pipeline, side by side",
+                       description="Steady-state train/eval img/s, time to first step, peak memory (GPU), packed "
+                                   "runs and PGD scoring, ours against a DataLoader/PIL pipeline like the official "
+                                   "code, in one process; writes reports/perf/<machine>.md.")
+    add_arguments(p)
+
+
 # --- packed runs (run --pack K|auto): several compatible runs as one stacked model, see benchmark.pack ---
 def _add_pack_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pack", metavar="K|auto",
@@ -469,6 +480,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(args)
         if args.command == "probe":
             return cmd_probe(args)
+        if args.command == "perf":
+            from .perf_options import check
+            if check(args):
+                raise UsageError(check(args))
+            from .perf import run_cli
+            return run_cli(args)
     except (UsageError, RegistryError, DataRootError) as e:
         msg = e.args[0] if isinstance(e, RegistryError) and e.args else str(e)
         print(f"error: {msg}", file=sys.stderr)

@@ -27,7 +27,8 @@ from .registry import DATASETS, METHODS
 from .spec import RunSpec
 from .store import ResultStore, code_version, library_versions, now_iso
 
-EVAL_BATCH = 2048
+EVAL_BATCH = 2048  # on a GPU: few large batches
+EVAL_BATCH_CPU = 256  # on a CPU large batches only cost memory (activations leave the caches): see reports/perf
 EVAL_BATCH_ELEMENTS = 2**24  # cap on input values per evaluation batch: 2048 MNIST images, 111 at 3×224×224
 SUBSET_SEED = 0  # the fixed generator that picks the max_train subset, independent of the run seed
 MAX_DEVICE_BYTES = int(float(os.environ.get("BENCHMARK_MAX_DEVICE_GB", "8")) * 2**30)
@@ -115,12 +116,19 @@ def evaluate(method: Method, loader: Loader, num_classes: int, num_bias_classes:
     meter = SplitMeter(num_classes, num_bias_classes, loader.device)
     order = torch.arange(len(loader), device=loader.device)
     with torch.no_grad():
-        per_sample = max(1, loader.split.x[0].numel()) if len(loader) else 1
-        for batch in loader.batches(order, max(1, min(EVAL_BATCH, EVAL_BATCH_ELEMENTS // per_sample))):
-            meter.add(method.predict(batch.x).argmax(1), batch.y, batch.b, batch.aligned)
-            meter.add_extra(method.evaluate_extra(batch))
+        for batch in loader.batches(order, eval_batch_size(loader)):
+            logits, extra = method.evaluate_batch(batch)
+            meter.add(logits.argmax(1), batch.y, batch.b, batch.aligned)
+            meter.add_extra(extra)
     method.train(was_training)
     return meter.result()
+
+
+def eval_batch_size(loader: Loader) -> int:
+    """The evaluation batch for this loader's device and input size (see ``EVAL_BATCH*``)."""
+    per_sample = max(1, loader.split.x[0].numel()) if len(loader) else 1
+    cap = EVAL_BATCH if loader.device.type == "cuda" else EVAL_BATCH_CPU
+    return max(1, min(cap, EVAL_BATCH_ELEMENTS // per_sample))
 
 
 def build_loaders(spec: RunSpec, dev: torch.device, data_root=None, home: Path | None = None):

@@ -116,6 +116,13 @@ class Method(nn.Module):
             s.step()
         return {}
 
+    def evaluate_batch(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Class logits and :meth:`evaluate_extra`'s quantities for one evaluation batch (no grad).
+
+        Override when both need the same features, to compute them once (LNL's bias heads read f(x)).
+        """
+        return self.predict(batch.x), self.evaluate_extra(batch)
+
     def evaluate_extra(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Optional per-batch evaluation quantities summed over the split (e.g. bias-head accuracy).
 

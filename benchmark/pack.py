@@ -270,27 +270,37 @@ def _packed_batch(members: list[_Member], idx: list[torch.Tensor], n: int, dev: 
                  {key: torch.cat([p.attrs[key] for p in parts]) for key in parts[0].attrs})
 
 
-def _assemble(members: list[_Member], dev: torch.device) -> Method:
-    """One method object whose networks are the members' networks stacked, with fresh stacked optimisers."""
-    spec = members[0].spec
-    pack = build_method(spec, members[0].dataset.info)
-    if pack._parameters:
-        raise ValueError(f"{spec.method}: parameters outside child modules cannot be packed")
+def stack_methods(methods: list[Method], template: Method) -> Method:
+    """``template`` made into a pack of ``methods``: its child modules become :class:`PackedModule`
+    stacks of the methods' children, its optimisers step the stacked parameters (their state must
+    still be empty), its per-sample tables (persistent buffers) hold the methods' tables one after
+    another, and its ``pack_size`` is ``len(methods)``. ``template`` is a fresh instance of the
+    same method with the same hyperparameters (its own initial values are discarded)."""
+    if template._parameters:
+        raise ValueError(f"{type(template).__name__}: parameters outside child modules cannot be packed")
     swap: dict[int, torch.nn.Parameter] = {}
-    for name, child in list(pack.named_children()):
-        packed = PackedModule([getattr(m.method, name) for m in members])
+    for name, child in list(template.named_children()):
+        packed = PackedModule([getattr(m, name) for m in methods])
         stacked = dict(packed.named_parameters())
         for pname, p in child.named_parameters():
             swap[id(p)] = stacked[pname.replace(".", "/")]
-        setattr(pack, name, packed)
-    for opt in pack.optimizers.values():
+        setattr(template, name, packed)
+    for opt in template.optimizers.values():
+        if opt.state:
+            raise ValueError("stack_methods: the template's optimisers have already stepped")
         for group in opt.param_groups:
             group["params"] = [swap[id(p)] for p in group["params"]]
-    for name in list(pack._buffers):
-        if _stacked_buffer(pack, name):  # per-sample tables: the runs' one after another
-            pack._buffers[name] = torch.cat([m.method._buffers[name] for m in members])
-    pack.pack_size = len(members)
-    return pack.to(dev)
+    for name in list(template._buffers):
+        if _stacked_buffer(template, name):
+            template._buffers[name] = torch.cat([m._buffers[name] for m in methods])
+    template.pack_size = len(methods)
+    return template
+
+
+def _assemble(members: list[_Member], dev: torch.device) -> Method:
+    """One method object whose networks are the members' networks stacked, with fresh stacked optimisers."""
+    template = build_method(members[0].spec, members[0].dataset.info)
+    return stack_methods([m.method for m in members], template).to(dev)
 
 
 def _unpack(pack: Method, members: list[_Member]) -> None:

@@ -103,3 +103,23 @@ def test_group_specs_packs_compatible_runs_only():
     assert [b[0].run_id, b[1].run_id] in as_ids
     assert [[s.run_id] for s in lonely] == [g for g in as_ids if g[0] in {s.run_id for s in lonely}]
     assert sorted(sum(as_ids, [])) == sorted(s.run_id for s in a + b + noisy + lonely)
+
+
+def test_cli_run_pack(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "benchmark", "run", "--method", "lff", "--dataset", "colored_mnist_lff",
+            "--epochs", "1", "--max-train", "256", "--no-mlflow", "--no-progress"]
+    out = subprocess.run(args + ["--seed", "0", "1", "--pack", "2"], cwd=repo, capture_output=True, text=True,
+                         env=dict(os.environ), timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("(pack of 2)") == 2
+    store = ResultStore()
+    records = [store.get(line.split()[0]) for line in out.stdout.splitlines() if "(pack of 2)" in line]
+    assert [r["spec"]["seed"] for r in records] == [0, 1]
+    assert all(r["tags"]["pack_size"] == 2 for r in records)
+    bad = subprocess.run(args + ["--pack", "zero"], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --pack") and "Traceback" not in bad.stderr
