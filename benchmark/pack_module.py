@@ -91,6 +91,16 @@ class PackedModule(nn.Module):
             value = getattr(template, name)
             return _PackedPath(self, name) if isinstance(value, nn.Module) else value
 
+    def __iter__(self):
+        """The template's children as packed submodules (a packed ``nn.ModuleList`` iterates like one)."""
+        return (_PackedPath(self, name) for name, _ in self._template.named_children())
+
+    def __len__(self) -> int:
+        return len(list(self._template.children()))
+
+    def __bool__(self) -> bool:
+        return True
+
     # -- mode, device, unpacking ---------------------------------------------------------------
     def train(self, mode: bool = True) -> "PackedModule":
         super().train(mode)
