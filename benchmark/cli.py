@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", help="override the dataset's default backbone")
     p.add_argument("--label-noise", type=float, default=0.0, metavar="FRACTION",
                    help="flip this fraction of training labels to a wrong class (PGD App. B.3); default 0")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: bfloat16 autocast of training and evaluation, meant for GPUs (part of the run id; default fp32)")
     p.add_argument("--pretrained", metavar="PATH", help="start the backbone from these weights: a state-dict file, "
                    "'imagenet' for torchvision's ResNet-18 in the torch hub cache, or run:RUN_ID for the final "
                    "backbone of a stored run (e.g. a vanilla baseline, LNL's official two-stage recipe); "
@@ -236,7 +238,7 @@ def cmd_run(args, extra: list[str]) -> int:
         specs = [make_spec(args.method, args.dataset, dataset_params=params, hparams=hparams,
                            seed=seed, epochs=epochs, max_train=max_train, backbone=args.backbone,
                            label_noise=args.label_noise,
-                           pretrained=args.pretrained)
+                           pretrained=args.pretrained, precision=args.precision)
                  for seed in args.seed]
     except ValueError as e:
         raise UsageError(str(e)) from None

@@ -29,8 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import atomic_torch_save, default_home
-from .engine import (Loader, RunResult, _is_run_ref, build_loaders, build_method, checkpoint_path, epoch_generator,
-                     evaluate, init_from_run, pick_device, run)
+from .engine import (Loader, RunResult, autocast, build_loaders, build_method, checkpoint_path, epoch_generator,
+                     RUN_PREFIX, evaluate, fast_path, init_from_run, pick_device, run)
 from .method import Batch, Method
 from .pack_module import PackedModule
 from .registry import METHODS
@@ -145,7 +145,7 @@ def _train_pack(specs: list[RunSpec], *, home: Path, data_root, dev: torch.devic
         dataset, loaders = data[key]
         torch.manual_seed(spec.seed)  # exactly as engine.run: the same initial weights
         method = build_method(spec, dataset.info)
-        if _is_run_ref(spec.pretrained):
+        if spec.pretrained and spec.pretrained.startswith(RUN_PREFIX):
             init_from_run(method, spec.pretrained, home)
         method = method.to(dev)
         members.append(_Member(spec, dataset, loaders, method, torch.get_rng_state(),
@@ -163,7 +163,7 @@ def _train_pack(specs: list[RunSpec], *, home: Path, data_root, dev: torch.devic
             with _rng(m, dev):
                 m.method.train()
                 m.prepare = m.method.prepare(m.loaders["train"]) or {}
-    pack = _assemble(members, dev)
+    pack = fast_path(_assemble(members, dev), {str(j): m.loaders["train"] for j, m in enumerate(members)}, dev)
     start_epoch, elapsed_before = 0, 0.0
     if state is not None:
         pack.load_training_state(state["pack"])
@@ -196,11 +196,14 @@ def _train_pack(specs: list[RunSpec], *, home: Path, data_root, dev: torch.devic
         steps = 0
         te = time.time()
         for i in range(0, n, batch_size):
-            logs = pack.update(_packed_batch(members, [o[i:i + batch_size] for o in orders], n, dev))
+            with autocast(spec0, dev):
+                logs = pack.update(_packed_batch(members, [o[i:i + batch_size] for o in orders], n, dev))
             for key, v in logs.items():
                 v = v.detach() if torch.is_tensor(v) else torch.tensor(float(v))
                 sums[key] = sums.get(key, 0) + v.reshape(-1)
             steps += 1
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
         train_time = time.time() - te
         extra = pack.end_epoch(epoch + 1) or {}
         _unpack(pack, members)
@@ -213,7 +216,7 @@ def _train_pack(specs: list[RunSpec], *, home: Path, data_root, dev: torch.devic
             row.update({f"train.{key}": v for key, v in extra.items()})
             for name, loader in m.loaders.items():
                 if name != "train":
-                    row[name] = evaluate(m.method, loader, info.num_classes, info.num_bias_classes)
+                    row[name] = evaluate(m.method, loader, info.num_classes, info.num_bias_classes, m.spec.precision)
             m.history.append(row)
             rows.append(row)
         save(epoch + 1)
