@@ -15,8 +15,8 @@ class Model:
 
 
 MODELS = {
-    "lnl_convnet": Model("lnl_convnet", 28, 128, 128, 16),  # LNL option.py batch 128
-    "simple_convnet": Model("simple_convnet", 28, 128, 128, 16),  # PGD --reproduce batch 128
+    "lnl_convnet": Model("lnl_convnet", 28, 128, 128, 8),  # LNL option.py batch 128
+    "simple_convnet": Model("simple_convnet", 28, 128, 128, 8),  # PGD --reproduce batch 128
     "lff_mlp": Model("lff_mlp", 28, 256, 256, 64),  # LfF config.py batch 256
     "resnet18": Model("resnet18", 112, 64, 64, 4),
 }

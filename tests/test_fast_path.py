@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmark.data import Split
-from benchmark.engine import EVAL_BATCH_CPU, Loader, eval_batch_size, fast_path, run
+from benchmark.engine import EVAL_BATCH, Loader, eval_batch_size, fast_path, run
 from benchmark.spec import RunSpec, make_spec
 from benchmark.store import ResultStore
 
@@ -45,7 +45,7 @@ def test_fast_path_options(monkeypatch):
     split = Split(torch.zeros(4, 3, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long),
                   torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.bool))
     loader = Loader(split, (0.5,) * 3, (0.5,) * 3, torch.device("cpu"))
-    assert eval_batch_size(loader) == EVAL_BATCH_CPU
+    assert eval_batch_size(loader) == EVAL_BATCH
     method = torch.nn.Linear(2, 2)
     monkeypatch.setenv("BENCHMARK_FAST", "channels_last,compile")
     assert fast_path(method, {"train": loader}, torch.device("cpu")) is method  # GPU only
