@@ -343,14 +343,14 @@ def _add_pack_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pack", metavar="K|auto",
                    help="train up to K compatible runs (same method, backbone, budget and hyperparameters; other "
                         "seeds, dataset parameters or label noise) as one stacked model in this process; each "
-                        "stores its own ordinary record. 'auto': 8 on CPU, 64 on a GPU. Methods that cannot be "
-                        "packed run one by one (suites: on the executor)")
+                        "stores its own ordinary record. 'auto': 64 on a GPU; on a CPU 8 for networks without "
+                        "convolutions, else none (packed convolutions are slower on CPUs). Methods that cannot "
+                        "be packed run one by one (suites: on the executor)")
 
 
-def _pack_size(value: str, device: str | None) -> int:
-    from .pack import auto_pack_size
+def _pack_size(value: str) -> int | str:
     if value == "auto":
-        return auto_pack_size(device)
+        return value
     try:
         size = int(value)
     except ValueError:
@@ -362,7 +362,7 @@ def _pack_size(value: str, device: str | None) -> int:
 
 def _run_packed(specs, args, store, mirror) -> int:
     from .pack import group_specs, run_pack
-    for group in group_specs(specs, _pack_size(args.pack, args.device)):
+    for group in group_specs(specs, _pack_size(args.pack), args.device):
         results = run_pack(group, store=store, data_root=args.data_root, device=args.device, mirror=mirror,
                            progress=not args.no_progress)
         for spec, result in zip(group, results):
@@ -379,7 +379,7 @@ def _run_suite_packs(todo, args, store, home, mirror):
     from .pack import group_specs, run_pack
     by_id = {r.spec.run_id: r for r in todo}
     left = []
-    for group in group_specs([r.spec for r in todo], _pack_size(args.pack, args.device)):
+    for group in group_specs([r.spec for r in todo], _pack_size(args.pack), args.device):
         if len(group) == 1:
             left.append(by_id[group[0].run_id])
             continue

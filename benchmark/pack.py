@@ -37,7 +37,7 @@ from .registry import METHODS
 from .spec import RunSpec
 from .store import ResultStore
 
-AUTO_PACK = {"cpu": 8, "cuda": 64}  # --pack auto: measured in reports/perf (aggregate img/s flattens beyond)
+AUTO_PACK = {"cpu": 8, "cuda": 64}  # --pack auto (see auto_pack_size); the GPU value is not measured yet
 
 
 def packable(spec: RunSpec) -> bool:
@@ -53,32 +53,46 @@ def pack_key(spec: RunSpec) -> str:
     return json.dumps(d, sort_keys=True)
 
 
-def group_specs(specs: list[RunSpec], size: int) -> list[list[RunSpec]]:
+def group_specs(specs: list[RunSpec], size: int | str, device: str | None = None) -> list[list[RunSpec]]:
     """Split ``specs`` into packs of at most ``size`` compatible runs, in first-seen order.
 
-    Runs of methods that cannot be packed come back as packs of one.
+    ``size="auto"`` takes :func:`auto_pack_size` of each group's first spec. Runs of methods that
+    cannot be packed come back as packs of one.
     """
-    if size < 1:
-        raise ValueError(f"pack size must be >= 1, got {size}")
+    if size != "auto" and (not isinstance(size, int) or size < 1):
+        raise ValueError(f"pack size must be >= 1 or 'auto', got {size!r}")
     groups: dict[str, list[RunSpec]] = {}
+    limits: dict[str, int] = {}
     out: list[list[RunSpec]] = []
     for spec in specs:
         if not packable(spec) or size == 1:
             out.append([spec])
             continue
         key = pack_key(spec)
+        if key not in limits:
+            limits[key] = auto_pack_size(spec, device) if size == "auto" else int(size)
         group = groups.setdefault(key, [])
         group.append(spec)
-        if len(group) == size:
+        if len(group) == limits[key]:
             out.append(group)
             groups[key] = []
     out.extend(g for g in groups.values() if g)
     return out
 
 
-def auto_pack_size(device: str | None = None) -> int:
-    """``--pack auto``: the pack size for this device."""
-    return AUTO_PACK.get(pick_device(device).type, AUTO_PACK["cpu"])
+def auto_pack_size(spec: RunSpec, device: str | None = None) -> int:
+    """``--pack auto``: 64 runs on a GPU; on a CPU 8 for networks without convolutions and 1 (no
+    packing) for convolutional ones, whose grouped/vmapped convolutions ran slower there than the
+    same convolutions one run after another (reports/perf)."""
+    if pick_device(device).type == "cuda":
+        return AUTO_PACK["cuda"]
+    from .hparams import from_dict
+    from .registry import DATASETS
+    family = DATASETS.get(spec.dataset)
+    info = family().info(from_dict(family.Params, spec.dataset_params))
+    net = build_method(spec, info)
+    has_conv = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in net.modules())
+    return 1 if has_conv else AUTO_PACK["cpu"]
 
 
 def pack_checkpoint_path(specs: list[RunSpec], home: Path | None = None) -> Path:

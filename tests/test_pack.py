@@ -134,3 +134,12 @@ def test_packed_lnl_equals_the_same_runs_alone(tmp_path, bench_home):
     for spec, result in zip(specs, packed):
         alone = run(spec, store=ResultStore(tmp_path / "alone"), home=bench_home, device="cpu", progress=False)
         assert_same_records(result.record, alone.record)
+
+
+def test_auto_pack_size_on_cpu_packs_mlps_not_convnets():
+    conv = _specs("vanilla", "colored_mnist", range(3), epochs=1)
+    mlp = _specs("lff", "colored_mnist_lff", range(10), epochs=1)
+    groups = group_specs(conv + mlp, "auto", device="cpu")
+    assert [len(g) for g in groups] == [1, 1, 1, 8, 2]
+    with pytest.raises(ValueError, match="pack size"):
+        group_specs(conv, 0)
