@@ -83,10 +83,10 @@ class Loader:
         s = self.split
         x = s.x[idx] if self.x_on_device else s.x[idx.cpu()].to(self.device, non_blocking=True)
         if x.dtype == torch.uint8:
-            x = x.float() / 255.0
+            x = x.float().div_(255.0)  # in place on the fresh float copy: same numbers, fewer allocations
             if augment and self.augment is not None:
                 x = self.augment(x)
-            x = (x - self.mean) / self.std
+            x = x.sub_(self.mean).div_(self.std)
         else:
             x = x.float()
         if self.channels_last and x.dim() == 4:

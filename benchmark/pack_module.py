@@ -73,6 +73,9 @@ class PackedModule(nn.Module):
         def one(p, b, *a):
             return functional_call(module, (p, b), a)
 
+        if k == 1:  # no vmap: a pack of one costs what the network costs
+            return functional_call(module, ({n: t[0] for n, t in params.items()},
+                                            {n: t[0] for n, t in buffers.items()}), args)
         split = [a.unflatten(0, (k, -1)) if torch.is_tensor(a) else a for a in args]
         dims = tuple(0 if torch.is_tensor(a) else None for a in args)
         out = vmap(one, in_dims=(0, 0, *dims), randomness="different")(params, buffers, *split)
