@@ -127,10 +127,18 @@ def run_pack(specs: list[RunSpec], *, store: ResultStore | None = None, data_roo
     if len({pack_key(s) for s in todo}) > 1:
         raise ValueError("run_pack: these specs differ in more than seed, dataset parameters and label noise; "
                          "group them with benchmark.pack.group_specs")
-    _train_pack(todo, home=home, data_root=data_root, dev=pick_device(device), progress=progress, on_epoch=on_epoch)
+    if not all(_finished(s, home) for s in todo):  # else an earlier call trained the pack and stopped before the records
+        _train_pack(todo, home=home, data_root=data_root, dev=pick_device(device), progress=progress,
+                    on_epoch=on_epoch)
     done = {s.run_id: run(s, tags={**tag_of[s.run_id], "pack_size": len(todo)}, **common)
             for s in todo}  # each finishes from its last-epoch checkpoint
     return [done[s.run_id] if s.run_id in done else RunResult(store.get(s.run_id), cached=True) for s in specs]
+
+
+def _finished(spec: RunSpec, home: Path) -> bool:
+    """Whether the run has a checkpoint at its last epoch (the pack's hand-over to engine.run)."""
+    path = checkpoint_path(spec, home)
+    return path.is_file() and torch.load(path, map_location="cpu", weights_only=False).get("epoch") == spec.epochs
 
 
 class _Member:
