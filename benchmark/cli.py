@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun-stale", action="store_true",
                    help="retrain stored runs whose method, dataset or backbone code changed since they ran "
                         "(the old record is kept under <results>/_stale/)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: bfloat16 autocast of training and evaluation, meant for GPUs (part of the run id; default fp32)")
     p.add_argument("--pretrained", metavar="PATH", help="start the backbone from these weights: a state-dict file, "
                    "'imagenet' for torchvision's ResNet-18 in the torch hub cache, or run:RUN_ID for the final "
                    "backbone of a stored run (e.g. a vanilla baseline, LNL's official two-stage recipe); "
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_common(p)
     _add_suite_options(p)
+    _add_pack_option(p)
 
     p = sub.add_parser("status", help="suites' runs: done, running (claimed), failed, to do")
     p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable; default all)")
@@ -167,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     _add_common(p)
     _add_sweep_parser(sub)
+    _add_perf_parser(sub)
     for p in sub.choices.values():  # `run ... --debug` as well as `--debug run ...`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
@@ -431,12 +435,14 @@ def cmd_run(args, extra: list[str]) -> int:
         specs = [make_spec(args.method, args.dataset, dataset_params=params, hparams=hparams,
                            seed=seed, epochs=epochs, max_train=max_train, backbone=args.backbone,
                            label_noise=args.label_noise,
-                           pretrained=args.pretrained)
+                           pretrained=args.pretrained, precision=args.precision)
                  for seed in args.seed]
     except ValueError as e:
         raise UsageError(str(e)) from None
     _preflight(args, store, specs)
     mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
+    if args.pack:
+        return _run_packed(specs, args, store, mirror)
     for spec in specs:
         seed = spec.seed
         _retire_if_stale(store, spec.run_id, args.rerun_stale)
@@ -536,6 +542,11 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         if r.stale and store.has(r.run_id):
             print(f"{r.run_id} is stale ({r.stale}): retraining; old record kept at {store.retire(r.run_id, r.stale)}")
     settings = make_settings(store.root, home, args.data_root, args.device, [r.spec for r in todo])
+    if args.pack:  # runs that start from another run's weights are not packed (they wait for their base)
+        starts = [r for r in todo if r.spec.pretrained]
+        todo = _run_suite_packs([r for r in todo if not r.spec.pretrained], args, store, home, mirror) + starts
+        if not todo:
+            return 0
     if args.executor == "local":
         where = ", ".join(f"{s.device}{'' if s.gpu is None else ':' + s.gpu}" for s in slots)
         print(f"local executor: {len(slots)} slot(s) [{where}], {slots[0].threads} thread(s) each", flush=True)
@@ -648,6 +659,71 @@ def _budget_admission(args, plan, store, deadline: float):
         return run.estimate_s
 
     return admission(deadline, price, {r.run_id: r for r in plan.runs}, home=default_home())
+
+
+# --- throughput harness (perf), see benchmark.perf ---
+def _add_perf_parser(sub) -> None:
+    from .perf_options import add_arguments
+    p = sub.add_parser("perf", help="throughput: our engine against an official-style pipeline, side by side",
+                       description="Steady-state train/eval img/s, time to first step, peak memory (GPU), packed "
+                                   "runs and PGD scoring, ours against a DataLoader/PIL pipeline like the official "
+                                   "code, in one process; writes reports/perf/<machine>.md.")
+    add_arguments(p)
+
+
+# --- packed runs (run --pack K|auto): several compatible runs as one stacked model, see benchmark.pack ---
+def _add_pack_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pack", metavar="K|auto",
+                   help="train up to K compatible runs (same method, backbone, budget and hyperparameters; other "
+                        "seeds, dataset parameters or label noise) as one stacked model in this process; each "
+                        "stores its own ordinary record. 'auto': 64 on a GPU; on a CPU 8 for networks without "
+                        "convolutions, else none (packed convolutions are slower on CPUs). Methods that cannot "
+                        "be packed run one by one (suites: on the executor)")
+
+
+def _pack_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise UsageError(f"--pack {value!r}: give a pack size >= 1 or 'auto'")
+    return size
+
+
+def _run_packed(specs, args, store, mirror) -> int:
+    from .pack import group_specs, run_pack
+    for group in group_specs(specs, _pack_size(args.pack), args.device):
+        results = run_pack(group, store=store, data_root=args.data_root, device=args.device, mirror=mirror,
+                           progress=not args.no_progress)
+        for spec, result in zip(group, results):
+            test = result.record["final"].get("test", {})
+            state = "already stored" if result.cached else f"pack of {result.record['tags'].get('pack_size', 1)}"
+            print(f"{spec.run_id} {spec.method} on {spec.dataset} seed={spec.seed}: test acc "
+                  f"{test.get('acc', float('nan')):.4f} ({state}) -> {store.path(spec.run_id)}")
+    return 0
+
+
+def _run_suite_packs(todo, args, store, home, mirror):
+    """Run the packs of two or more runs in this process; return the planned runs left for the executor
+    (runs that cannot be packed, and the runs of a pack that failed)."""
+    from .pack import group_specs, run_pack
+    by_id = {r.spec.run_id: r for r in todo}
+    left = []
+    for group in group_specs([r.spec for r in todo], _pack_size(args.pack), args.device):
+        if len(group) == 1:
+            left.append(by_id[group[0].run_id])
+            continue
+        print(f"pack of {len(group)}: {by_id[group[0].run_id].describe()} and {len(group) - 1} more", flush=True)
+        try:
+            run_pack(group, store=store, data_root=args.data_root, device=args.device, home=home, mirror=mirror,
+                     progress=not args.no_progress, tags=[by_id[s.run_id].tags for s in group])
+        except Exception as e:  # noqa: BLE001 - the executor retries these runs one by one
+            print(f"pack failed ({type(e).__name__}: {e}); its runs go to the executor one by one", file=sys.stderr)
+            left.extend(by_id[s.run_id] for s in group if not store.has(s.run_id))
+    return left
 
 
 def cmd_status(args) -> int:
@@ -804,7 +880,16 @@ def _error_message(e: BaseException) -> str:
 
 def _dispatch(args, extra: list[str]) -> int:
     commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
-                "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep}
+                "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep, "perf": cmd_perf}
     if args.command == "run":
         return cmd_run(args, extra)
     return commands[args.command](args)
+
+
+def cmd_perf(args) -> int:
+    from .perf_options import check
+    problem = check(args)
+    if problem:
+        raise UsageError(problem)
+    from .perf import run_cli
+    return run_cli(args)
