@@ -11,18 +11,20 @@ from dataclasses import dataclass
 import torch
 
 from benchmark import hp
+from benchmark.optim import OPTIMIZERS, TrainHParams
 
 SGD_MOMENTUM_SOURCE = "Sagawa et al. 2020 App. B / BalancingGroups @ 5b6d540 models.py get_sgd_optim (SGD, momentum 0.9)"
 
 
 @dataclass(frozen=True)
-class GroupERMHParams:
+class GroupERMHParams(TrainHParams):
     """The ERM recipe every subpopulation baseline trains with (SGD with momentum, as in Sagawa et
     al. 2020 and Idrissi et al. 2022). Defaults are Sagawa et al.'s Waterbirds values; suites set
     their own recipe (e.g. ``subpop.mnist``). Search spaces are ours: log-uniform ranges shifted
     towards the larger learning rates a network trained from scratch needs (BalancingGroups' grid,
     lr ∈ {1e-5, 1e-4, 1e-3}, wd ∈ {1e-4, …, 1}, is for ImageNet-pretrained ResNet-50s)."""
 
+    optimizer: str = hp("sgd", SGD_MOMENTUM_SOURCE, choices=OPTIMIZERS)
     lr: float = hp(1e-3, "Sagawa et al. 2020 App. B (Waterbirds, lr 0.001)", "SGD learning rate",
                    space=lambda r: 10 ** r.uniform(-3, -1))
     momentum: float = hp(0.9, SGD_MOMENTUM_SOURCE)
@@ -30,8 +32,9 @@ class GroupERMHParams:
                              space=lambda r: 10 ** r.uniform(-5, -3))
     batch_size: int = hp(128, "Sagawa et al. 2020 App. B (batch 128)", space=lambda r: r.choice([64, 128, 256]))
     epochs: int = hp(300, "Sagawa et al. 2020 App. B (Waterbirds, 300 epochs)")
-    lr_step: int = hp(10**6, "Sagawa et al. 2020 (constant learning rate)", "epochs between ×lr_gamma decays")
-    lr_gamma: float = hp(1.0, "Sagawa et al. 2020 (constant learning rate)")
+    lr_step: int = hp(0, "Sagawa et al. 2020 (constant learning rate)", "epochs between ×lr_gamma decays (0 = none)")
+    lr_milestones: tuple[float, ...] = hp((), "Sagawa et al. 2020 (constant learning rate)")
+    lr_gamma: float = hp(0.1, "unused (constant learning rate)")
 
 
 def group_ids(y: torch.Tensor, b: torch.Tensor, num_bias_classes: int) -> torch.Tensor:
