@@ -535,7 +535,7 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
                      f"[{(f.get('tags') or {}).get('suite', '-')}], {f.get('attempts')} attempt(s): {f.get('error')}")
     if failures:
         lines.append(f"  tracebacks: {board.failures_dir}/<run_id>.json")
-    n_records = sum(1 for _ in store.root.glob("*.json")) if store.root.is_dir() else 0
+    n_records = sum(1 for _ in store.records())  # reads (and so checks) every record: damaged ones are quarantined
     outside = n_records - sum(store.has(i) for i in in_suites)
     lines.append(f"Stored records: {n_records} ({outside} outside the suites above)")
     return "\n".join(lines)
