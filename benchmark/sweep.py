@@ -54,6 +54,14 @@ class SweptSuite:
     setting a label ending in ``hparams_seed=h``.
     """
 
+    def recipes(self):
+        """The wrapped suite's recipes (draws replace the searched fields of each trial)."""
+        return self.suite.recipes()
+
+    @property
+    def exceptions(self):
+        return self.suite.exceptions
+
     def __init__(self, suite, hparam_seeds: int, trials: int | None = None):
         if hparam_seeds < 1:
             raise ValueError(f"--hparam-seeds must be >= 1, got {hparam_seeds}")
