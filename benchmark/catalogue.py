@@ -88,7 +88,7 @@ def build() -> dict[str, Any]:
         plans = {}
         try:
             counts = {p: sum(1 for _ in suite.cells(p)) for p in suite.profiles}
-        except RegistryError as e:  # a suite naming a broken plug-in is listed, not fatal
+        except RegistryError:  # a suite naming a broken plug-in is listed, not fatal
             counts = {}
         for p in counts:
             runs, skipped, _ = expand([suite], p)

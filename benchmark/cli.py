@@ -260,7 +260,7 @@ def _add_sweep_parser(sub) -> None:
 
 def cmd_sweep(args) -> int:
     from .data import default_home
-    from .executors import LocalExecutor, SlurmExecutor, assign_slots, make_settings, visible_gpus
+    from .executors import assign_slots, make_settings, visible_gpus
     from .planner import select_suites
     from .selection import STRATEGIES
     from .store import ResultStore
@@ -319,15 +319,7 @@ def cmd_sweep(args) -> int:
     if not args.no_mlflow:
         from .tracking import MLflowMirror
         mirror = MLflowMirror(args.tracking_uri)
-    if args.executor == "local":
-        executor = LocalExecutor(slots, retries=args.retries, progress=not args.no_progress)
-    else:
-        executor = SlurmExecutor(args.slurm_folder or home / "submitit", partition=args.partition,
-                                 timeout_min=args.time, gpus_per_job=args.gpus_per_job,
-                                 cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
-                                 array_parallelism=args.array_parallelism, retries=args.retries,
-                                 cluster=None if args.cluster == "auto" else args.cluster,
-                                 progress=not args.no_progress)
+    executor = _make_executor(args, slots, home)
     try:
         summary = executor.run(todo, settings, mirror=mirror)
     except KeyboardInterrupt:
@@ -475,7 +467,7 @@ def _retire_if_stale(store, run_id: str, rerun_stale: bool) -> None:
 
 def cmd_run_suites(args, extra: list[str]) -> int:
     from .paths import default_home
-    from .executors import (LocalExecutor, SlurmExecutor, Task, assign_slots, make_settings, tidy_finished,
+    from .executors import (Task, assign_slots, make_settings, tidy_finished,
                             visible_gpus)
     from .planner import make_plan, select_suites
     from .store import ResultStore
@@ -550,14 +542,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     if args.executor == "local":
         where = ", ".join(f"{s.device}{'' if s.gpu is None else ':' + s.gpu}" for s in slots)
         print(f"local executor: {len(slots)} slot(s) [{where}], {slots[0].threads} thread(s) each", flush=True)
-        executor = LocalExecutor(slots, retries=args.retries, progress=not args.no_progress, admit=admit)
-    else:
-        executor = SlurmExecutor(args.slurm_folder or home / "submitit", partition=args.partition,
-                                 timeout_min=args.time, gpus_per_job=args.gpus_per_job,
-                                 cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
-                                 array_parallelism=args.array_parallelism, retries=args.retries,
-                                 cluster=None if args.cluster == "auto" else args.cluster,
-                                 progress=not args.no_progress)
+    executor = _make_executor(args, slots, home, admit)
     failed = 0
     for wave in plan.waves(todo):  # runs that start from another run's weights go after it
         ready = [r for r in wave if r.after is None or store.has(r.after)]
@@ -578,6 +563,19 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         print(summary.render(), flush=True)
         failed += len(summary.failed)
     return 1 if failed else 0
+
+
+def _make_executor(args, slots, home, admit=None):
+    """The local executor on ``slots``, or SLURM through submitit, from the suite options."""
+    from .executors import LocalExecutor, SlurmExecutor
+    if args.executor == "local":
+        return LocalExecutor(slots, retries=args.retries, progress=not args.no_progress, admit=admit)
+    return SlurmExecutor(args.slurm_folder or home / "submitit", partition=args.partition,
+                         timeout_min=args.time, gpus_per_job=args.gpus_per_job,
+                         cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
+                         array_parallelism=args.array_parallelism, retries=args.retries,
+                         cluster=None if args.cluster == "auto" else args.cluster,
+                         progress=not args.no_progress)
 
 
 def _preflight(args, store, specs) -> None:
