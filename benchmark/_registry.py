@@ -4,6 +4,11 @@ Built-in methods and datasets live in ``methods/`` and ``datasets/`` and are dec
 ``pyproject.toml`` under the entry-point groups ``benchmark.methods`` and
 ``benchmark.datasets``; a third-party package declares its own plug-ins in the same groups.
 Loading an entry point imports its module, whose ``@register_*`` decorator adds the class.
+
+A plug-in that fails to load (its import raises, it registers a name twice or under another
+name) does not take the catalogue down: it is kept in :attr:`Registry.broken` with its error,
+``list`` shows it as broken, asking for that name raises :class:`RegistryError` with the error,
+and every other name keeps working.
 """
 from __future__ import annotations
 
@@ -30,10 +35,13 @@ class Registry(Generic[T]):
             (the plug-in's typed configuration), or None.
     """
 
-    def __init__(self, kind: str, group: str, base: type, config_attr: str | None = None):
+    def __init__(self, kind: str, group: str, base: type, config_attr: str | None = None,
+                 required_fields: tuple[str, ...] = ()):
         self.kind, self.group, self.base, self.config_attr = kind, group, base, config_attr
+        self.required_fields = required_fields
         self._classes: dict[str, type[T]] = {}
         self._entry_points_loaded = False
+        self.broken: dict[str, str] = {}  # entry-point name -> why it failed to load
 
     def register(self, name: str):
         """Class decorator: ``@register_method("vanilla")``. Fails loudly on misuse."""
@@ -49,6 +57,13 @@ class Registry(Generic[T]):
                     raise RegistryError(
                         f"{self.kind} {name!r} ({_where(cls)}) needs a dataclass in its "
                         f"{self.config_attr!r} attribute"
+                    )
+                have = {f.name for f in dataclasses.fields(config)}
+                lacking = [f for f in self.required_fields if f not in have]
+                if lacking:
+                    raise RegistryError(
+                        f"{self.kind} {name!r} ({_where(cls)}): its {self.config_attr} lacks the field(s) "
+                        f"{', '.join(lacking)} that every {self.kind} needs; add them with hp(...)"
                     )
             previous = self._classes.get(name)
             if previous is not None and _where(previous) != _where(cls):
@@ -70,18 +85,22 @@ class Registry(Generic[T]):
             self._load(ep)
 
     def _load(self, ep) -> None:
+        """Import one entry point; a failure is recorded in :attr:`broken`, never raised."""
+        if ep.name in self.broken:
+            return
         try:
             obj = ep.load()
-        except RegistryError:
-            raise
-        except Exception as e:
-            raise RegistryError(f"{self.kind} plug-in {ep.name!r} ({ep.value}, group {self.group!r}) failed to "
-                                f"load: {type(e).__name__}: {e}") from e
+        except RegistryError as e:
+            self.broken[ep.name] = f"{self.kind} plug-in {ep.name!r} ({ep.value}): {e.args[0] if e.args else e}"
+            return
+        except Exception as e:  # noqa: BLE001 - a broken plug-in must not take the others down
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            self.broken[ep.name] = (f"{self.kind} plug-in {ep.name!r} ({ep.value}, group {self.group!r}) failed to "
+                                    f"load: {type(e).__name__}: {first}")
+            return
         if inspect.isclass(obj) and getattr(obj, "name", None) != ep.name:
-            raise RegistryError(
-                f"entry point {ep.name!r} in group {self.group!r} points to {ep.value}, "
-                f"which is registered as {getattr(obj, 'name', None)!r}; the names must match"
-            )
+            self.broken[ep.name] = (f"entry point {ep.name!r} in group {self.group!r} points to {ep.value}, "
+                                    f"which is registered as {getattr(obj, 'name', None)!r}; the names must match")
 
     def get(self, name: str) -> type[T]:
         """Return the class registered as ``name``, loading plug-ins as needed."""
@@ -90,11 +109,15 @@ class Registry(Generic[T]):
                 self._load(ep)
         if name not in self._classes:
             self.load_entry_points()
+        if name in self.broken:
+            raise RegistryError(f"{self.broken[name]}; fix or uninstall that plug-in "
+                                f"(`python -m benchmark list` shows every broken one)")
         try:
             return self._classes[name]
         except KeyError:
+            broken = f" (broken plug-ins: {', '.join(sorted(self.broken))})" if self.broken else ""
             raise RegistryError(
-                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names()) or '(none)'}"
+                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names()) or '(none)'}{broken}"
             ) from None
 
     def names(self) -> list[str]:
@@ -105,8 +128,9 @@ class Registry(Generic[T]):
         return [(n, self._classes[n]) for n in self.names()]
 
     def __contains__(self, name: str) -> bool:
+        """True for a usable name (registered, and not claimed by a broken plug-in)."""
         self.load_entry_points()
-        return name in self._classes
+        return name in self._classes and name not in self.broken
 
 
 def _where(cls: type) -> str:

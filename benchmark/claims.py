@@ -164,8 +164,10 @@ class ClaimBoard:
             if self._create(self.path(run_id), info):
                 return Claim(self, run_id, token)
             held = self.read(run_id)
-            if held is None:  # released in between: try again
-                continue
+            if held is None:
+                if self.path(run_id).exists():  # unreadable (claims are written whole): damaged, take it over
+                    self._break(run_id, {})
+                continue  # or released in between: try again
             if not self.is_stale(held):
                 return None
             self._break(run_id, held)
@@ -176,6 +178,7 @@ class ClaimBoard:
         so a claim is never seen half-written."""
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o644)
             with os.fdopen(fd, "w") as fh:
                 json.dump(info, fh)
             os.link(tmp, path)
@@ -184,6 +187,14 @@ class ClaimBoard:
             return False
         finally:
             os.unlink(tmp)
+
+    def break_stale(self, run_id: str, stale: dict[str, Any]) -> bool:
+        """Remove the claim ``stale`` (as read) if it is still there and still stale."""
+        held = self.read(run_id)
+        if held is None or held.get("token") != stale.get("token") or not self.is_stale(held):
+            return False
+        self._break(run_id, held)
+        return True
 
     def _break(self, run_id: str, stale: dict[str, Any]) -> None:
         """Remove a stale claim, unless another process replaced it meanwhile."""
@@ -207,7 +218,7 @@ class ClaimBoard:
         now = time.time()
         for p in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
             info = _read_json(p)
-            if info:
+            if info and isinstance(info.get("run_id"), str):
                 info["stale"] = self.is_stale(info, now)
                 out.append(info)
         return out
@@ -239,12 +250,14 @@ class ClaimBoard:
     def failures(self) -> list[dict[str, Any]]:
         if not self.failures_dir.is_dir():
             return []
-        return [f for p in sorted(self.failures_dir.glob("*.json")) if (f := _read_json(p))]
+        return [f for p in sorted(self.failures_dir.glob("*.json"))
+                if (f := _read_json(p)) and isinstance(f.get("run_id"), str)]
 
     @staticmethod
     def _write_replace(path: Path, info: dict) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o644)
             with os.fdopen(fd, "w") as fh:
                 json.dump(info, fh, indent=1)
             os.replace(tmp, path)
@@ -254,8 +267,10 @@ class ClaimBoard:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None if absent or damaged (not JSON, not an object)."""
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
+        with open(path, "rb") as fh:
+            info = json.loads(fh.read().decode("utf-8"))
+    except (FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
+    return info if isinstance(info, dict) else None

@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {list,run,report,ui,mirror}``."""
+"""Command line: ``python -m benchmark {list,run,status,report,ui,mirror,import,probe,sweep}``."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 QUICK = {"epochs": 2, "max_train": 5000}  # the --quick smoke budget: minutes on a CPU
@@ -13,6 +14,15 @@ QUICK = {"epochs": 2, "max_train": 5000}  # the --quick smoke budget: minutes on
 
 class UsageError(Exception):
     """Bad input from the user; printed without a traceback, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is a :class:`UsageError` (one ``error:`` line, exit status 2)."""
+
+    hint = ""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.hint or self.prog + ' --help'}`)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -33,6 +43,10 @@ def _add_suite_options(p: argparse.ArgumentParser) -> None:
                    help="only runs whose description contains TEXT, e.g. --match sigma2=0.02 --match seed=0 "
                         "(repeatable: all must match; `--dry-run -v` shows descriptions)")
     g.add_argument("--limit", type=int, metavar="N", help="only the first N runs to do (after --order)")
+    g.add_argument("--time-budget", metavar="DURATION",
+                   help="local: run only what fits in this wall time (e.g. 9m, 1h30m): one seed of every table cell "
+                        "first, then further seeds, priced from measured costs in the records; prints what it "
+                        "chose and left, and never starts a run it cannot finish")
     g.add_argument("--verbose", "-v", action="store_true",
                    help="with --dry-run, show each suite's recipe, every row's effective hyperparameters and every run")
     g.add_argument("--executor", choices=["local", "slurm"], default="local", help="where runs execute (default local)")
@@ -53,17 +67,21 @@ def _add_suite_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=(
+    parser = _Parser(prog="python -m benchmark", description=(
         "Reproducibility suite for learning from biased data. Runs land in the result store "
         "(results/runs) and are mirrored to MLflow."))
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="registered methods, datasets and backbones")
     p.add_argument("--verbose", "-v", action="store_true", help="also show every hyperparameter with its source")
 
-    p = sub.add_parser("run", help="train and evaluate one method on one dataset (per seed), or whole suites",
+    # no abbreviations: an abbreviated run option would swallow a dataset's own (--n, --data-...)
+    p = sub.add_parser("run", allow_abbrev=False,
+                       help="train and evaluate one method on one dataset (per seed), or whole suites",
                        description="Train and evaluate. Dataset parameters are options too: e.g. "
-                                   "--dataset colored_mnist accepts --sigma2; `list -v` shows them all. "
+                                   "--dataset colored_mnist accepts --sigma2; `list -v` shows them all "
+                                   "(a dataset's own seed is --data-seed; --seed is the training seed). "
                                    "With --all or --suite, run experiment suites (paper artefacts) on local "
                                    "workers or SLURM: finished runs are skipped, interrupted ones resume.")
     p.add_argument("--method", help="registered method name (see `list`); not with --all/--suite")
@@ -81,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun-stale", action="store_true",
                    help="retrain stored runs whose method, dataset or backbone code changed since they ran "
                         "(the old record is kept under <results>/_stale/)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: bfloat16 autocast of training and evaluation, meant for GPUs (part of the run id; default fp32)")
     p.add_argument("--pretrained", metavar="PATH", help="start the backbone from these weights: a state-dict file, "
                    "'imagenet' for torchvision's ResNet-18 in the torch hub cache, or run:RUN_ID for the final "
                    "backbone of a stored run (e.g. a vanilla baseline, LNL's official two-stage recipe); "
@@ -92,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_common(p)
     _add_suite_options(p)
+    _add_pack_option(p)
 
     p = sub.add_parser("status", help="suites' runs: done, running (claimed), failed, to do")
     p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable; default all)")
@@ -105,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stored run to stdout.")
     p.add_argument("--out", default="reports/generated", help="output folder (default reports/generated)")
     p.add_argument("--pdf", action="store_true", help="also write one PDF (<out>/report.pdf); needs no TeX")
-    p.add_argument("--selection", nargs="+", choices=["last", "biased_val", "unbiased_val", "oracle"],
+    p.add_argument("--selection", nargs="+", choices=["last", "biased_val", "unbiased_val", "oracle", "worst_group_val",
+                                                      "align_conflict", "val_loss", "oracle_worst_group"],
                    help="model-selection protocol(s), rendered side by side (default: each paper's own)")
     p.add_argument("--profile", default="any", choices=["paper", "quick", "any"],
                    help="budget profile of the runs to read (default any: paper-profile runs win where both exist)")
@@ -130,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri")
     _add_common(p)
 
+    _add_import_parser(sub)
+
     p = sub.add_parser("probe", help="bias probe: how well each bias attribute can be read off a run's frozen features",
                        description="Train a fresh classifier on the frozen features f(x) of a finished run to predict "
                                    "each bias attribute; report accuracy, Blind Eye's Eq. 6 score and, against "
@@ -145,15 +169,174 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     _add_common(p)
+    _add_sweep_parser(sub)
+    _add_perf_parser(sub)
+    for p in sub.choices.values():  # `run ... --debug` as well as `--debug run ...`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
     return parser
+
+
+RUN_OPTIONS = {  # every --NAME of the run parser (a dataset parameter of that name becomes --data-NAME)
+    "all", "array_parallelism", "backbone", "cluster", "cpus_per_task", "data_root", "dataset", "debug", "device",
+    "dry_run", "epochs", "executor", "gpus_per_job", "help", "home", "jobs_per_gpu", "label_noise", "limit", "match",
+    "max_train", "mem_gb", "method", "no_mlflow", "no_progress", "order", "partition", "pretrained", "profile",
+    "quick", "rerun_stale", "results_dir", "retries", "seed", "set", "slurm_folder", "suite", "time", "time_budget",
+    "tracking_uri", "verbose", "workers"}
+
+
+def dataset_option(name: str) -> str:
+    """The run option of dataset parameter ``name``: ``--NAME``, or ``--data-NAME`` where the run
+    parser has ``--NAME`` itself (e.g. a dataset's ``seed`` is ``--data-seed``, the training seed
+    ``--seed``)."""
+    return "--" + ("data-" if name in RUN_OPTIONS else "") + name.replace("_", "-")
+
+
+def _add_import_parser(sub) -> None:
+    p = sub.add_parser("import", help="merge records made elsewhere (e.g. a GPU machine without MLflow) into the store",
+                       description="Check and merge result records from other machines: every *.json directly under "
+                                   "each DIR, or inside a .tar.gz such as scripts/gpu-window.sh writes. A record must "
+                                   "carry its spec, and its run id must be the hash of that spec; one whose run id is "
+                                   "stored with a different spec or final metrics is refused (the stored one stays), "
+                                   "an identical one is skipped. Added records are mirrored to MLflow.")
+    p.add_argument("sources", nargs="+", metavar="DIR", help="folder of records or .tar.gz archive of them")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or the embedded store)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not mirror the added records to MLflow")
+    _add_common(p)
+
+
+def cmd_import(args) -> int:
+    from .importer import describe, import_records
+    from .store import ResultStore
+    store = ResultStore(args.results_dir)
+    mirror = None
+    if not args.no_mlflow:
+        from .tracking import MLflowMirror
+        mirror = MLflowMirror(args.tracking_uri)
+    try:
+        result = import_records(args.sources, store, mirror=mirror)
+    except FileNotFoundError as e:
+        raise UsageError(f"{e}; give folders of records (e.g. gpu-out/runs) or their .tar.gz") from None
+    for rec in result.added:
+        print(f"added {describe(rec)}")
+    for line in result.refused:
+        print(f"error: refused {line}", file=sys.stderr)
+    print(f"imported {len(result.added)} record(s) into {store.root}; {len(result.identical)} already stored; "
+          f"{len(result.refused)} refused"
+          + ("" if mirror is None else f"; mirrored {result.mirrored} to MLflow at {mirror.uri}"))
+    return 1 if result.refused else 0
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="hyperparameter sweep of a suite (random search), selection across runs, recipe export",
+        description="Random search over each method's declared hyperparameter spaces: every method × setting of "
+                    "the suite runs with --hparam-seeds draws (hparams_seed 0 = the suite's recipe) × --trials "
+                    "training seeds. Each trial is an ordinary cached run (kill and rerun to resume; nothing is "
+                    "repeated). --report prints methods × selection rules: the test worst-group accuracy at the "
+                    "hyperparameters and epoch each rule selects, mean ± std over training seeds. --export FILE "
+                    "writes the selected hyperparameters as a suite recipe (.json or .toml).")
+    p.add_argument("--trials", type=int, metavar="N",
+                   help="training seeds per hyperparameter draw: 0..N-1 (default: the profile's seeds)")
+    p.add_argument("--hparam-seeds", type=int, default=1, metavar="M",
+                   help="hyperparameter draws per method: hparams_seed 0..M-1, 0 = the suite's recipe (default 1)")
+    p.add_argument("--report", action="store_true", help="print the selection table from the stored runs (runs nothing)")
+    p.add_argument("--rules", nargs="+", metavar="RULE",
+                   help="selection rules of the report (default: biased_val unbiased_val worst_group_val "
+                        "align_conflict val_loss oracle_worst_group)")
+    p.add_argument("--metric", default="test.worst_group_acc",
+                   help="test metric read at the selected epoch (default test.worst_group_acc)")
+    p.add_argument("--export", metavar="FILE", help="write the hyperparameters --export-rule selects (.json or .toml)")
+    p.add_argument("--export-rule", default="worst_group_val", help="selection rule of --export (default worst_group_val)")
+    p.add_argument("--out", metavar="FILE", help="with --report: also write the table (markdown) to FILE")
+    p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or an embedded SQLite store)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_common(p)
+    _add_suite_options(p)
+
+
+def cmd_sweep(args) -> int:
+    from .data import default_home
+    from .executors import assign_slots, make_settings, visible_gpus
+    from .planner import select_suites
+    from .selection import STRATEGIES
+    from .store import ResultStore
+    from . import sweep
+
+    if not (args.suite or args.all):
+        raise UsageError("sweep needs --suite NAME (or --all); `python -m benchmark list` shows the suites")
+    rules = tuple(args.rules or sweep.SWEEP_RULES)
+    for rule in rules + (args.export_rule,):
+        if rule not in STRATEGIES or rule == "last":
+            raise UsageError(f"unknown selection rule {rule!r}; known: {', '.join(r for r in STRATEGIES if r != 'last')}")
+    store = ResultStore(args.results_dir)
+    home = default_home()
+    try:
+        plan = sweep.plan_sweep(select_suites(None if args.all else args.suite), args.profile, args.hparam_seeds,
+                                args.trials, store=store, data_root=args.data_root, home=home, order=args.order,
+                                device=args.device, check_data=not (args.report or args.export))
+    except (ValueError, KeyError) as e:
+        raise UsageError(str(e.args[0] if e.args else e)) from None
+    plan.select(args.match, args.limit)
+    if args.report or args.export:
+        table = sweep.select_table(plan, store, rules, args.metric)
+        if args.report:
+            text = sweep.render_table(table)
+            print(text)
+            if args.out:
+                from pathlib import Path
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(text + "\n")
+        if args.export:
+            export_table = table if args.export_rule in rules else sweep.select_table(plan, store, (args.export_rule,), args.metric)
+            try:
+                path = sweep.write_export(sweep.export_recipe(export_table, plan, store, args.export_rule), args.export)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            print(f"wrote the hyperparameters selected by {args.export_rule} to {path}")
+        return 0
+    slots = []
+    if args.executor == "local":
+        try:
+            slots = assign_slots(visible_gpus(), device=args.device, jobs_per_gpu=args.jobs_per_gpu, workers=args.workers)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if args.dry_run:
+        print(plan.render(slots=len(slots) if slots else args.array_parallelism, verbose=args.verbose))
+        return 0
+    for line in plan.skip_lines():
+        print(line, file=sys.stderr)
+    todo = sweep.tasks(plan)
+    print(f"sweep: {len(plan.runs)} run(s) ({args.hparam_seeds} hyperparameter draw(s) × seeds, {args.profile} profile): "
+          f"{len(plan.cached)} cached, {len(todo)} to run", flush=True)
+    if not todo:
+        return 0
+    settings = make_settings(store.root, home, args.data_root, args.device, [t.spec for t in todo])
+    mirror = None
+    if not args.no_mlflow:
+        from .tracking import MLflowMirror
+        mirror = MLflowMirror(args.tracking_uri)
+    executor = _make_executor(args, slots, home)
+    try:
+        summary = executor.run(todo, settings, mirror=mirror)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished trials are stored; rerun the same command to resume the others",
+              file=sys.stderr)
+        return 130
+    print(summary.render(), flush=True)
+    return 1 if summary.failed else 0
 
 
 def _dataset_param_options(dataset: str) -> argparse.ArgumentParser:
     from .registry import DATASETS
     family = DATASETS.get(dataset)
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(prog=f"run --dataset {dataset}", add_help=False, allow_abbrev=False)
+    p.hint = "python -m benchmark list -v"
     for f in dataclasses.fields(family.Params):
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"param_{f.name}", metavar=f.name.upper(),
+        p.add_argument(dataset_option(f.name), dest=f"param_{f.name}", metavar=f.name.upper(),
                        help=f"{f.metadata.get('help', '')} (default {f.default!r})")
     return p
 
@@ -174,37 +357,43 @@ def _env(args) -> None:
 
 
 def cmd_list(args) -> int:
-    from .hparams import describe_fields
-    from .nets import BACKBONES
-    from .registry import DATASETS, METHODS, describe
+    from .catalogue import load
+    cat = load()  # plain data about the plug-ins; imports them (and torch) only after a code change
     print("Methods:")
-    for name, cls in METHODS.items():
-        mark = " [bias labels]" if cls.uses_bias_labels else ""
-        print(f"  {name:<16} {describe(cls)}{mark}")
+    for m in cat["methods"]:
+        mark = " [bias labels]" if m["bias_labels"] else ""
+        print(f"  {m['name']:<16} {m['doc']}{mark}")
         if args.verbose:
-            for fname, default, source, help_ in describe_fields(cls.HParams):
-                print(f"      {fname}={default!r}  — {help_} [{source}]")
+            for fname, default, source, help_ in m["fields"]:
+                print(f"      {fname}={default}  — {help_} [{source}]")
     print("Datasets:")
-    for name, cls in DATASETS.items():
-        print(f"  {name:<16} {describe(cls)}")
+    for d in cat["datasets"]:
+        print(f"  {d['name']:<16} {d['doc']}")
         if args.verbose:
-            for fname, default, source, help_ in describe_fields(cls.Params):
-                print(f"      --{fname.replace('_', '-')}={default!r}  — {help_} [{source}]")
+            for fname, default, source, help_ in d["fields"]:
+                print(f"      {dataset_option(fname)}={default}  — {help_} [{source}]")
     print("Backbones:")
-    for name, cls in BACKBONES.items():
-        print(f"  {name:<16} {describe(cls)}")
-    from .suites import SUITES
+    for b in cat["backbones"]:
+        print(f"  {b['name']:<16} {b['doc']}")
     print("Suites (run --suite NAME [--profile paper|quick]):")
-    for name, cls in SUITES.items():
-        suite = cls()
-        counts = ", ".join(f"{p} {sum(1 for _ in suite.cells(p))} runs" for p in suite.profiles)
-        print(f"  {name:<18} {describe(cls)} [{counts}]")
+    for s in cat["suites"]:
+        counts = ", ".join(f"{p} {n} runs" for p, n in s["counts"].items())
+        print(f"  {s['name']:<18} {s['doc']} [{counts}]")
+    if args.verbose:
+        from .recipes import RECIPES
+        print("Recipes (a paper's shared training settings; `run --suite S --dry-run -v` shows each row's):")
+        for recipe in RECIPES.values():
+            print("  " + recipe.describe().replace("\n", "\n  "))
+    if cat.get("broken"):
+        print("Broken plug-ins (not usable until fixed or uninstalled; everything else works):")
+        for msg in cat["broken"]:
+            print(f"  {msg}")
         if args.verbose:
-            print(f"      data: {', '.join(suite.datasets())}; paper: {suite.paper}")
-            for p, prof in suite.profiles.items():
-                print(f"      {p}: {prof.source}")
-            if suite.notes:
-                print(f"      note: {suite.notes}")
+            print(f"      data: {', '.join(s['datasets'])}; paper: {s['paper']}")
+            for p, source in s["sources"].items():
+                print(f"      {p}: {source}")
+            if s["notes"]:
+                print(f"      note: {s['notes']}")
     return 0
 
 
@@ -217,7 +406,6 @@ def cmd_run(args, extra: list[str]) -> int:
     from .registry import DATASETS, METHODS
     from .spec import make_spec
     from .store import ResultStore
-    from .tracking import MLflowMirror
 
     METHODS.get(args.method)  # unknown names fail here, with the known ones listed
     DATASETS.get(args.dataset)
@@ -235,15 +423,18 @@ def cmd_run(args, extra: list[str]) -> int:
     if args.quick:  # e.g. fewer epochs for a method's preparation stage; explicit --set wins
         hparams = {**METHODS.get(args.method).quick_hparams, **hparams}
     store = ResultStore(args.results_dir)
-    mirror = None if args.no_mlflow else MLflowMirror(args.tracking_uri)
     try:
         specs = [make_spec(args.method, args.dataset, dataset_params=params, hparams=hparams,
                            seed=seed, epochs=epochs, max_train=max_train, backbone=args.backbone,
                            label_noise=args.label_noise,
-                           pretrained=args.pretrained)
+                           pretrained=args.pretrained, precision=args.precision)
                  for seed in args.seed]
     except ValueError as e:
         raise UsageError(str(e)) from None
+    _preflight(args, store, specs)
+    mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
+    if args.pack:
+        return _run_packed(specs, args, store, mirror)
     for spec in specs:
         seed = spec.seed
         _retire_if_stale(store, spec.run_id, args.rerun_stale)
@@ -275,11 +466,13 @@ def _retire_if_stale(store, run_id: str, rerun_stale: bool) -> None:
 
 
 def cmd_run_suites(args, extra: list[str]) -> int:
-    from .data import default_home
-    from .executors import LocalExecutor, SlurmExecutor, Task, assign_slots, make_settings, visible_gpus
+    from .paths import default_home
+    from .executors import (Task, assign_slots, make_settings, tidy_finished,
+                            visible_gpus)
     from .planner import make_plan, select_suites
     from .store import ResultStore
 
+    t_start = time.time()  # a --time-budget counts from here (planning included)
     if extra:
         raise UsageError(f"unrecognised arguments {extra}: suites set their own dataset parameters")
     if args.method or args.dataset:
@@ -287,6 +480,11 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     if args.epochs or args.max_train or args.hparams or args.backbone or getattr(args, "pretrained", None) \
             or args.seed != [0]:
         raise UsageError("suites set their own budgets, seeds and hyperparameters: use --profile paper|quick")
+    for name in ("workers", "jobs_per_gpu", "retries", "limit", "time", "gpus_per_job", "array_parallelism"):
+        value = getattr(args, name)
+        low = 0 if name in ("retries", "gpus_per_job") else 1
+        if value is not None and value < low:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     profile = "quick" if args.quick else args.profile
     store = ResultStore(args.results_dir)
     home = default_home()
@@ -297,6 +495,11 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     plan.select(args.match, args.limit)
+    if not args.dry_run:  # before any training: writable folders, device, weights, data
+        pending = {r.run_id for r in plan.todo}  # a base the plan trains first is checked when its turn comes
+        _preflight(args, store, [r.spec for r in plan.todo if r.after not in pending])
+        _check_plan_data(plan, explicit=not args.all)
+        _check_settings_data(plan.todo, args.data_root, home)
     slots = []
     if args.executor == "local":  # SLURM jobs find their GPUs on the compute nodes
         try:
@@ -305,37 +508,43 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         except ValueError as e:
             raise UsageError(str(e)) from None
     n_slots = len(slots) if args.executor == "local" else args.array_parallelism
+    budget, deadline = _fit_budget(args, plan, n_slots, t_start) if args.time_budget else (None, None)
     if args.dry_run:
         print(plan.render(slots=n_slots, verbose=args.verbose))
+        if budget is not None:
+            print(budget.render(verbose=args.verbose))
         return 0
     for line in plan.skip_lines():
         print(line, file=sys.stderr)
     todo = plan.todo
-    print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(todo)} to run"
-          + ("" if todo else " — everything is cached, nothing to do"), flush=True)
+    if not args.dry_run:
+        tidy_finished(store.root, home)  # leftovers of a process killed right after storing
+    mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
+    admit = None
+    if budget is not None:
+        print(budget.render(verbose=args.verbose), flush=True)
+        todo = budget.runs
+        admit = _budget_admission(args, plan, store, deadline)
+    print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(plan.todo)} to run"
+          + (f", {len(todo)} within the time budget" if budget is not None else "")
+          + ("" if plan.todo else " — everything is cached, nothing to do"), flush=True)
     if not todo:
         return 0
     for r in todo:
         if r.stale and store.has(r.run_id):
             print(f"{r.run_id} is stale ({r.stale}): retraining; old record kept at {store.retire(r.run_id, r.stale)}")
     settings = make_settings(store.root, home, args.data_root, args.device, [r.spec for r in todo])
-    mirror = None
-    if not args.no_mlflow:
-        from .tracking import MLflowMirror
-        mirror = MLflowMirror(args.tracking_uri)
+    if args.pack:  # runs that start from another run's weights are not packed (they wait for their base)
+        starts = [r for r in todo if r.spec.pretrained]
+        todo = _run_suite_packs([r for r in todo if not r.spec.pretrained], args, store, home, mirror) + starts
+        if not todo:
+            return 0
     if args.executor == "local":
         where = ", ".join(f"{s.device}{'' if s.gpu is None else ':' + s.gpu}" for s in slots)
         print(f"local executor: {len(slots)} slot(s) [{where}], {slots[0].threads} thread(s) each", flush=True)
-        executor = LocalExecutor(slots, retries=args.retries, progress=not args.no_progress)
-    else:
-        executor = SlurmExecutor(args.slurm_folder or home / "submitit", partition=args.partition,
-                                 timeout_min=args.time, gpus_per_job=args.gpus_per_job,
-                                 cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
-                                 array_parallelism=args.array_parallelism, retries=args.retries,
-                                 cluster=None if args.cluster == "auto" else args.cluster,
-                                 progress=not args.no_progress)
+    executor = _make_executor(args, slots, home, admit)
     failed = 0
-    for wave in plan.waves():  # runs that start from another run's weights go after it
+    for wave in plan.waves(todo):  # runs that start from another run's weights go after it
         ready = [r for r in wave if r.after is None or store.has(r.after)]
         for r in wave:
             if r not in ready:
@@ -348,9 +557,171 @@ def cmd_run_suites(args, extra: list[str]) -> int:
             print("\ninterrupted: finished runs are stored; rerun the same command to resume the others "
                   "from their last epoch checkpoint", file=sys.stderr)
             return 130
+        tidy_finished(store.root, home)
+        if mirror is not None:  # e.g. a record stored by a worker killed before it reported back
+            mirror.sync(store)
         print(summary.render(), flush=True)
         failed += len(summary.failed)
     return 1 if failed else 0
+
+
+def _make_executor(args, slots, home, admit=None):
+    """The local executor on ``slots``, or SLURM through submitit, from the suite options."""
+    from .executors import LocalExecutor, SlurmExecutor
+    if args.executor == "local":
+        return LocalExecutor(slots, retries=args.retries, progress=not args.no_progress, admit=admit)
+    return SlurmExecutor(args.slurm_folder or home / "submitit", partition=args.partition,
+                         timeout_min=args.time, gpus_per_job=args.gpus_per_job,
+                         cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
+                         array_parallelism=args.array_parallelism, retries=args.retries,
+                         cluster=None if args.cluster == "auto" else args.cluster,
+                         progress=not args.no_progress)
+
+
+def _preflight(args, store, specs) -> None:
+    """Before any training: the store and --home can be written, --device exists, every
+    --pretrained resolves (see :mod:`benchmark.preflight`)."""
+    from .data import default_home
+    from .preflight import check_device, check_pretrained, check_writable
+    check_writable(store.root, "the result store", "choose another with --results-dir or $BENCHMARK_RESULTS, "
+                                                   "or make it writable")
+    check_writable(default_home(), "the working folder (--home)", "choose another with --home or $BENCHMARK_HOME, "
+                                                                 "or make it writable")
+    check_device(args.device)
+    check_pretrained(specs, default_home())
+
+
+def _check_plan_data(plan, explicit: bool) -> None:
+    """A suite named with --suite must be plannable in full (its data present, its plug-ins
+    registered); with --all, skipped suites are reported, but an empty plan is an error."""
+    if not plan.skipped:
+        return
+    if explicit or not plan.runs:
+        first = plan.skip_lines()
+        raise UsageError(f"{first[0]}" + (f" (and {len(first) - 1} more)" if len(first) > 1 else "")
+                         + "; put the files in place (--data-root or $BENCHMARK_DATA_ROOT) or leave that suite out "
+                           "(`run --suite NAME --dry-run -v` shows the plan)")
+
+
+def _check_settings_data(todo, data_root, home) -> None:
+    """Every planned setting can be built: per dataset, one setting that is not cached yet is built
+    here (which warms the cache the runs read); a missing or damaged file stops the command before
+    any training."""
+    from .planner import cache_file, data_problem
+    first_uncached = {}
+    for r in todo:
+        spec = r.spec
+        if spec.dataset not in first_uncached and not cache_file(spec.dataset, spec.dataset_params, home).is_file():
+            first_uncached[spec.dataset] = spec.dataset_params
+    for dataset, params in first_uncached.items():
+        problem = data_problem(dataset, params, data_root, home)
+        if problem:
+            raise UsageError(f"{problem}; put the files in place (--data-root or $BENCHMARK_DATA_ROOT) or leave "
+                             "those runs out (--match, --suite)")
+
+
+def _synced_mirror(uri, store):
+    """An MLflow mirror that has sent every stored record MLflow lacks (one warning if MLflow is
+    down; the run goes on)."""
+    from .tracking import MLflowMirror
+    mirror = MLflowMirror(uri)
+    result = mirror.sync(store)
+    if result.sent:
+        print(f"mirrored {len(result.sent)} stored record(s) MLflow lacked to {mirror.uri}", file=sys.stderr)
+    return mirror
+
+
+def _fit_budget(args, plan, n_slots: int, t_start: float):
+    """(the runs that fit in what is left of ``--time-budget`` after planning, the deadline)."""
+    from .budget import fit, parse_duration
+    from .paths import default_home
+    if args.executor != "local":
+        raise UsageError("--time-budget needs the local executor (SLURM jobs have --time)")
+    try:
+        seconds = parse_duration(args.time_budget)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    left = seconds - (time.time() - t_start)
+    return fit(plan, left, slots=n_slots, order=args.order, home=default_home()), t_start + seconds
+
+
+def _budget_admission(args, plan, store, deadline: float):
+    """Before each run starts, re-price it from the records stored so far (those of this window
+    included) and start it only if it ends before ``deadline``."""
+    from .budget import admission
+    from .costs import estimate
+    from .paths import default_home
+
+    def price(run):
+        estimate([run], store, args.device, default_home())
+        return run.estimate_s
+
+    return admission(deadline, price, {r.run_id: r for r in plan.runs}, home=default_home())
+
+
+# --- throughput harness (perf), see benchmark.perf ---
+def _add_perf_parser(sub) -> None:
+    from .perf_options import add_arguments
+    p = sub.add_parser("perf", help="throughput: our engine against an official-style pipeline, side by side",
+                       description="Steady-state train/eval img/s, time to first step, peak memory (GPU), packed "
+                                   "runs and PGD scoring, ours against a DataLoader/PIL pipeline like the official "
+                                   "code, in one process; writes reports/perf/<machine>.md.")
+    add_arguments(p)
+
+
+# --- packed runs (run --pack K|auto): several compatible runs as one stacked model, see benchmark.pack ---
+def _add_pack_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pack", metavar="K|auto",
+                   help="train up to K compatible runs (same method, backbone, budget and hyperparameters; other "
+                        "seeds, dataset parameters or label noise) as one stacked model in this process; each "
+                        "stores its own ordinary record. 'auto': 64 on a GPU; on a CPU 8 for networks without "
+                        "convolutions, else none (packed convolutions are slower on CPUs). Methods that cannot "
+                        "be packed run one by one (suites: on the executor)")
+
+
+def _pack_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise UsageError(f"--pack {value!r}: give a pack size >= 1 or 'auto'")
+    return size
+
+
+def _run_packed(specs, args, store, mirror) -> int:
+    from .pack import group_specs, run_pack
+    for group in group_specs(specs, _pack_size(args.pack), args.device):
+        results = run_pack(group, store=store, data_root=args.data_root, device=args.device, mirror=mirror,
+                           progress=not args.no_progress)
+        for spec, result in zip(group, results):
+            test = result.record["final"].get("test", {})
+            state = "already stored" if result.cached else f"pack of {result.record['tags'].get('pack_size', 1)}"
+            print(f"{spec.run_id} {spec.method} on {spec.dataset} seed={spec.seed}: test acc "
+                  f"{test.get('acc', float('nan')):.4f} ({state}) -> {store.path(spec.run_id)}")
+    return 0
+
+
+def _run_suite_packs(todo, args, store, home, mirror):
+    """Run the packs of two or more runs in this process; return the planned runs left for the executor
+    (runs that cannot be packed, and the runs of a pack that failed)."""
+    from .pack import group_specs, run_pack
+    by_id = {r.spec.run_id: r for r in todo}
+    left = []
+    for group in group_specs([r.spec for r in todo], _pack_size(args.pack), args.device):
+        if len(group) == 1:
+            left.append(by_id[group[0].run_id])
+            continue
+        print(f"pack of {len(group)}: {by_id[group[0].run_id].describe()} and {len(group) - 1} more", flush=True)
+        try:
+            run_pack(group, store=store, data_root=args.data_root, device=args.device, home=home, mirror=mirror,
+                     progress=not args.no_progress, tags=[by_id[s.run_id].tags for s in group])
+        except Exception as e:  # noqa: BLE001 - the executor retries these runs one by one
+            print(f"pack failed ({type(e).__name__}: {e}); its runs go to the executor one by one", file=sys.stderr)
+            left.extend(by_id[s.run_id] for s in group if not store.has(s.run_id))
+    return left
 
 
 def cmd_status(args) -> int:
@@ -362,13 +733,15 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .data import default_home
+    from .paths import default_home
     from .references import load_references
     from .reporting import FigureContext, SpecError, build_report, load_specs, write_report
     from .provenance import mark_stale
     from .reporting.build import summary_text
     from .store import ResultStore
     store = ResultStore(args.results_dir)
+    if args.specs_dir and not os.path.isdir(args.specs_dir):
+        raise UsageError(f"--specs-dir {args.specs_dir}: no such folder (the default is reports/specs)")
     try:
         specs = load_specs(args.specs_dir, args.spec)
         report = build_report(mark_stale(store.query()), load_references(), specs, selections=args.selection,
@@ -389,19 +762,46 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    import signal
+
+    from .store import ResultStore
     from .tracking import default_tracking_uri
     uri = args.tracking_uri or default_tracking_uri()
-    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl-C stops it)")
-    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                            "--host", "127.0.0.1", "--port", str(args.port)])
+    _synced_mirror(uri, ResultStore(args.results_dir))
+    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl-C stops it)", flush=True)
+    # its own process group, so stopping `ui` (Ctrl-C, SIGTERM) stops the server and its workers
+    child = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                              "--host", "127.0.0.1", "--port", str(args.port)], start_new_session=True)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
 
 
 def cmd_mirror(args) -> int:
     from .store import ResultStore
     from .tracking import MLflowMirror
     mirror = MLflowMirror(args.tracking_uri)
-    n = sum(mirror.log_record(r) is not None for r in ResultStore(args.results_dir).records())
-    print(f"mirrored {n} record(s) to {mirror.uri}")
+    result = mirror.sync(ResultStore(args.results_dir))
+    print(f"mirrored {len(result.sent)} record(s) to {mirror.uri}; {len(result.present)} already there, "
+          f"{len(result.failed)} failed")
+    if result.failed:
+        raise UsageError(f"{len(result.failed)} record(s) not mirrored to {mirror.uri} (the warning above says why); "
+                         "the records are safe in the result store: fix MLflow (--tracking-uri) and rerun `mirror`")
     return 0
 
 
@@ -420,32 +820,74 @@ def cmd_probe(args) -> int:
     return 0
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    from ._registry import RegistryError
-    from .data import DataRootError
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "run":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _env(args)
+    """The CLI's one error boundary: an expected failure (bad input, missing data, an unwritable
+    folder, a broken plug-in) is one ``error:`` line and exit status 2; anything else one line
+    naming the exception and status 1; ``--debug`` (or ``$BENCHMARK_DEBUG=1``) re-raises with the
+    traceback. A closed stdout (``list | head``) ends quietly."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("BENCHMARK_DEBUG", "") not in ("", "0")
     warnings.filterwarnings("default", category=RuntimeWarning)
+    warnings.formatwarning = _format_warning
     try:
-        if args.command == "list":
-            return cmd_list(args)
-        if args.command == "run":
-            return cmd_run(args, extra)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "ui":
-            return cmd_ui(args)
-        if args.command == "mirror":
-            return cmd_mirror(args)
-        if args.command == "status":
-            return cmd_status(args)
-        if args.command == "probe":
-            return cmd_probe(args)
-    except (UsageError, RegistryError, DataRootError) as e:
-        msg = e.args[0] if isinstance(e, RegistryError) and e.args else str(e)
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    return 1
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "run":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        _env(args)
+        return _dispatch(args, extra)
+    except BrokenPipeError:
+        try:  # the reader went away (`list | head`): say nothing, and keep Python from complaining at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted: stored records are safe; rerun the same command to go on", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the boundary: no raw tracebacks unless --debug
+        if debug:
+            raise
+        print(f"error: {_error_message(e)}", file=sys.stderr)
+        return 2 if _expected(e) else 1
+
+
+def _expected(e: BaseException) -> bool:
+    from ._registry import RegistryError
+    from .data import DataRootError, DatasetContractError
+    from .preflight import PreflightError
+    return isinstance(e, (UsageError, RegistryError, DataRootError, DatasetContractError, PreflightError))
+
+
+def _error_message(e: BaseException) -> str:
+    from ._registry import RegistryError
+    if _expected(e):
+        return e.args[0] if isinstance(e, RegistryError) and e.args else str(e)
+    if isinstance(e, OSError):
+        return f"{e} ({type(e).__name__}); check the path and its permissions (--debug shows the traceback)"
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first} (unexpected; rerun with --debug for the traceback)"
+
+
+def _dispatch(args, extra: list[str]) -> int:
+    commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
+                "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep, "perf": cmd_perf}
+    if args.command == "run":
+        return cmd_run(args, extra)
+    return commands[args.command](args)
+
+
+def cmd_perf(args) -> int:
+    from .perf_options import check
+    problem = check(args)
+    if problem:
+        raise UsageError(problem)
+    from .perf import run_cli
+    return run_cli(args)

@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -20,14 +22,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from .failpoints import failpoint
 from .hparams import from_dict, to_dict
-
-DATA_ROOT_ENV = "BENCHMARK_DATA_ROOT"
-HOME_ENV = "BENCHMARK_HOME"
+from .paths import DATA_ROOT_ENV, HOME_ENV, DataRootError, default_home, resolve_data_root  # noqa: F401 (re-exported)
 
 
-class DataRootError(FileNotFoundError):
-    """A dataset's files are missing; the message names the expected layout."""
+class DatasetContractError(ValueError):
+    """A dataset plug-in broke the dataset contract (e.g. generated no ``test`` split)."""
 
 
 @dataclass(frozen=True)
@@ -165,13 +166,19 @@ class DatasetFamily:
         memo = _MEMO.get(str(path))
         if memo is not None and path.exists():
             return memo
-        if path.exists():
-            blob = torch.load(path, weights_only=False)
-            splits = {k: Split(**v) for k, v in blob["splits"].items()}
-            fingerprint = blob["fingerprint"]
+        loaded = _load_cache(path) if path.exists() else None
+        if loaded is not None:
+            splits, fingerprint = loaded
         else:
             splits = self.generate(params, resolve_data_root(data_root))
+            missing = [s for s in ("train", "test") if s not in splits]
+            if missing:
+                raise DatasetContractError(
+                    f"dataset {self.name!r} ({type(self).__module__}) generated splits {sorted(splits)} without "
+                    f"{' and '.join(map(repr, missing))}: every dataset family must return 'train' and 'test' "
+                    "(fix its generate())")
             fingerprint = fingerprint_tensors({s: sp.tensors() for s, sp in splits.items()})
+            failpoint("data.generated")
             atomic_torch_save({"splits": {k: dataclasses.asdict(v) for k, v in splits.items()},
                                "fingerprint": fingerprint, "params": to_dict(params)}, path)
         dataset = BiasedDataset(self.info(params), splits, to_dict(params), fingerprint, self.augment(params))
@@ -179,6 +186,21 @@ class DatasetFamily:
         while len(_MEMO) > _MEMO_SIZE:
             _MEMO.pop(next(iter(_MEMO)))
         return dataset
+
+
+def _load_cache(path: Path) -> tuple[dict[str, Split], str] | None:
+    """A cached dataset's splits and fingerprint, read with ``weights_only=True`` (a cache file
+    cannot run code); None, with a warning, when the file is damaged or unsafe (it is rebuilt)."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        splits = {k: Split(**v) for k, v in blob["splits"].items()}
+        fingerprint = str(blob["fingerprint"])
+    except Exception as e:  # noqa: BLE001 - any damage: regenerate rather than trust the file
+        warnings.warn(f"dataset cache {path} is damaged or not a plain tensor file "
+                      f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
+                      "rebuilding it", RuntimeWarning, stacklevel=3)
+        return None
+    return splits, fingerprint
 
 
 _MEMO: dict[str, BiasedDataset] = {}  # built datasets of this process (treated as read-only)
@@ -207,27 +229,11 @@ def atomic_torch_save(obj, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        failpoint("checkpoint.tmp" if path.parent.name == "checkpoints" else "save.tmp")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def default_home() -> Path:
-    """Working folder for caches, checkpoints and the embedded MLflow store."""
-    return Path(os.environ.get(HOME_ENV, ".benchmark")).resolve()
-
-
-def resolve_data_root(data_root: str | Path | None = None) -> Path:
-    """The data root: the argument, else ``$BENCHMARK_DATA_ROOT``, else ``./data``, else ``../shared/data``."""
-    if data_root is not None:
-        return Path(data_root).expanduser().resolve()
-    if os.environ.get(DATA_ROOT_ENV):
-        return Path(os.environ[DATA_ROOT_ENV]).expanduser().resolve()
-    for candidate in (Path("data"), Path("../shared/data")):
-        if candidate.is_dir():
-            return candidate.resolve()
-    return Path("data").resolve()
 
 
 def require_files(root: Path, files: list[str], dataset: str, layout: str) -> list[Path]:
@@ -245,12 +251,21 @@ def require_files(root: Path, files: list[str], dataset: str, layout: str) -> li
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (as MNIST and Fashion-MNIST ship it), gzip-compressed or not."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    fix = "replace it with an intact copy (e.g. the MNIST distribution's file)"
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (EOFError, OSError, zlib.error) as e:  # truncated or corrupt gzip
+        raise DataRootError(f"{path} is damaged ({type(e).__name__}: {e}); {fix}") from None
+    if len(data) < 4:
+        raise DataRootError(f"{path} is damaged (only {len(data)} bytes); {fix}")
     zero, dtype_code, ndim = data[0] * 256 + data[1], data[2], data[3]
     if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+        raise DataRootError(f"{path}: not an unsigned-byte IDX file; {fix}")
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    need = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64))
+    if len(data) != need:
+        raise DataRootError(f"{path} is damaged: {len(data)} bytes where its header announces {need}; {fix}")
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Split, atomic_torch_save, default_home
+from .failpoints import failpoint
 from .hparams import from_dict
 from .method import Batch, Method
 from .metrics import SplitMeter
@@ -28,10 +30,12 @@ from .registry import DATASETS, METHODS
 from .spec import RunSpec
 from .store import ResultStore, code_version, library_versions, now_iso
 
-EVAL_BATCH = 2048
+EVAL_BATCH = 2048  # ×4 on GPUs with >= 40 GiB; on a 2-core CPU 2048 beat 128/256/512 (LNL conv net: 820 vs
+# 322/404/672 img/s, LfF MLP: 9,120 vs 2,591/2,899/6,784; engine.evaluate, 4,096 images, median of 3, loaded machine)
 EVAL_BATCH_ELEMENTS = 2**24  # cap on input values per evaluation batch: 2048 MNIST images, 111 at 3×224×224
 SUBSET_SEED = 0  # the fixed generator that picks the max_train subset, independent of the run seed
 MAX_DEVICE_BYTES = int(float(os.environ.get("BENCHMARK_MAX_DEVICE_GB", "8")) * 2**30)
+FAST_ENV = "BENCHMARK_FAST"  # GPU opt-ins, comma-separated: "channels_last", "compile" (see fast_path)
 
 
 @dataclass
@@ -73,6 +77,7 @@ class Loader:
         shape = (1, -1, 1, 1) if split.x.dim() == 4 else (1, -1)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(shape)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(shape)
+        self.channels_last = False  # deliver NHWC batches (see benchmark.engine.fast_path)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -81,12 +86,14 @@ class Loader:
         s = self.split
         x = s.x[idx] if self.x_on_device else s.x[idx.cpu()].to(self.device, non_blocking=True)
         if x.dtype == torch.uint8:
-            x = x.float() / 255.0
+            x = x.float().div_(255.0)  # in place on the fresh float copy: same numbers, fewer allocations
             if augment and self.augment is not None:
                 x = self.augment(x)
-            x = (x - self.mean) / self.std
+            x = x.sub_(self.mean).div_(self.std)
         else:
             x = x.float()
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         return Batch(x, s.y[idx], s.b[idx], s.aligned[idx], idx, {k: v[idx] for k, v in s.attrs.items()})
 
     def batches(self, order: torch.Tensor, batch_size: int, augment: bool = False, drop_last: bool = False):
@@ -109,19 +116,79 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def evaluate(method: Method, loader: Loader, num_classes: int, num_bias_classes: int) -> dict[str, Any]:
-    """Accuracy, aligned/conflicting, worst-group and (target × bias) matrix on one split."""
+def evaluate(method: Method, loader: Loader, num_classes: int, num_bias_classes: int,
+             precision: str = "fp32") -> dict[str, Any]:
+    """Accuracy, aligned/conflicting, worst-group and (target × bias) matrix on one split
+    (``precision="bf16"``: under bfloat16 autocast, as the run trained)."""
     was_training = method.training
     method.eval()
     meter = SplitMeter(num_classes, num_bias_classes, loader.device)
     order = torch.arange(len(loader), device=loader.device)
-    with torch.no_grad():
-        per_sample = max(1, loader.split.x[0].numel()) if len(loader) else 1
-        for batch in loader.batches(order, max(1, min(EVAL_BATCH, EVAL_BATCH_ELEMENTS // per_sample))):
-            meter.add(method.predict(batch.x).argmax(1), batch.y, batch.b, batch.aligned)
-            meter.add_extra(method.evaluate_extra(batch))
+    with torch.no_grad(), torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        for batch in loader.batches(order, eval_batch_size(loader)):
+            logits, extra = method.evaluate_batch(batch)
+            meter.add(logits.argmax(1), batch.y, batch.b, batch.aligned,
+                      loss=torch.nn.functional.cross_entropy(logits.float(), batch.y, reduction="none"))
+            meter.add_extra(extra)
     method.train(was_training)
     return meter.result()
+
+
+def eval_batch_size(loader: Loader) -> int:
+    """The evaluation batch for this loader's device and input size (see ``EVAL_BATCH*``)."""
+    per_sample = max(1, loader.split.x[0].numel()) if len(loader) else 1
+    if loader.device.type != "cuda":
+        return max(1, min(EVAL_BATCH, EVAL_BATCH_ELEMENTS // per_sample))
+    scale = 4 if torch.cuda.get_device_properties(loader.device).total_memory >= 40 * 2**30 else 1
+    return max(1, min(EVAL_BATCH * scale, EVAL_BATCH_ELEMENTS * scale // per_sample))
+
+
+def autocast(spec: RunSpec, dev: torch.device):
+    """The spec's precision as an autocast context (a no-op for fp32)."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
+
+
+def fast_path(method: Method, loaders: dict[str, "Loader"], dev: torch.device) -> Method:
+    """GPU opt-ins named in ``$BENCHMARK_FAST`` (ignored on other devices; not part of the run id, as
+    they change no arithmetic beyond the order of float sums):
+
+    - ``channels_last``: the method's 4-D weights and every batch in NHWC layout (faster cuDNN
+      convolutions, above all under bf16);
+    - ``compile``: ``method.update`` compiled with ``torch.compile(mode="reduce-overhead")`` (CUDA
+      graphs: one launch per step instead of dozens; the first steps compile, a last smaller batch
+      compiles once more).
+
+    Not measured on a GPU yet: run ``python -m benchmark perf`` with and without them first.
+    """
+    wanted = {w.strip() for w in os.environ.get(FAST_ENV, "").split(",") if w.strip()}
+    unknown = wanted - {"channels_last", "compile"}
+    if unknown:
+        raise ValueError(f"${FAST_ENV}: unknown option(s) {sorted(unknown)}; use channels_last, compile")
+    if dev.type != "cuda":
+        return method
+    if "channels_last" in wanted:
+        method = method.to(memory_format=torch.channels_last)
+        for loader in loaders.values():
+            loader.channels_last = True
+    if "compile" in wanted:
+        method.update = torch.compile(method.update, mode="reduce-overhead")
+    return method
+
+
+def build_loaders(spec: RunSpec, dev: torch.device, data_root=None, home: Path | None = None):
+    """The run's dataset and a :class:`Loader` per split: the training subset (``max_train``, label
+    noise) with the dataset's augmentation, and every other split (``max_eval``)."""
+    home = Path(home) if home else default_home()
+    dataset = DATASETS.get(spec.dataset)().build(spec.dataset_params, data_root=data_root, cache_dir=home / "cache")
+    info = dataset.info
+    train_split = _fixed_subset(dataset["train"], spec.max_train)
+    if spec.label_noise:
+        train_split = flip_labels(train_split, spec.label_noise, info.num_classes)
+    loaders = {"train": Loader(train_split, info.mean, info.std, dev, augment=dataset.augment)}
+    for name, split in dataset.splits.items():
+        if name != "train":
+            loaders[name] = Loader(_fixed_subset(split, spec.max_eval), info.mean, info.std, dev)
+    return dataset, loaders
 
 
 def checkpoint_path(spec: RunSpec, home: Path | None = None) -> Path:
@@ -164,6 +231,10 @@ def build_method(spec: RunSpec, info) -> Method:
     if spec.backbone:
         info = type(info)(**{**info.__dict__, "backbone": spec.backbone})
     if spec.pretrained and not _is_run_ref(spec.pretrained):
+        from .nets import BACKBONES
+        if not getattr(BACKBONES.get(info.backbone), "takes_pretrained", False):  # never ignore it silently
+            raise ValueError(f"pretrained {spec.pretrained!r}: backbone {info.backbone!r} loads no weights files; "
+                             "use pretrained run:RUN_ID or a backbone that takes them (resnet18)")
         info = type(info)(**{**info.__dict__, "backbone_options": {**info.backbone_options, "pretrained": spec.pretrained}})
     return cls(hp, info, spec.epochs)
 
@@ -198,6 +269,26 @@ def init_from_run(method: Method, ref: str, home: Path | None = None) -> str:
     return run_id
 
 
+def load_checkpoint(path: Path, device="cpu") -> dict | None:
+    """A run's epoch checkpoint, read with ``weights_only=True`` (tensors, numbers, strings,
+    lists and dicts only: a planted file cannot run code). A damaged or unsafe checkpoint is moved
+    to ``<path>.damaged`` with a warning and None is returned: the run starts again from epoch 0."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"method", "rng", "history", "epoch"} <= set(state):
+            raise ValueError("not a checkpoint of this engine")
+        return state
+    except Exception as e:  # noqa: BLE001 - any damage: restart rather than trust the file
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        warnings.warn(f"checkpoint {path} is damaged or not a plain tensor file ({type(e).__name__}: {first}); "
+                      f"moved to {path.name}.damaged, the run starts from epoch 0", RuntimeWarning, stacklevel=2)
+        try:
+            os.replace(path, path.with_name(path.name + ".damaged"))
+        except OSError:
+            pass
+        return None
+
+
 def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, device: str | None = None,
         home: Path | None = None, mirror=None, progress: bool = True, tags: dict | None = None,
         on_epoch: Callable[[int, dict], None] | None = None, keep_model: bool = True) -> RunResult:
@@ -225,30 +316,22 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
     t0 = time.time()
     code_fp = fingerprint(spec)  # at the start: the code that runs is the code loaded now
 
-    family = DATASETS.get(spec.dataset)()
-    dataset = family.build(spec.dataset_params, data_root=data_root, cache_dir=home / "cache")
+    dataset, loaders = build_loaders(spec, dev, data_root, home)
     info = dataset.info
-    train_split = dataset["train"]
-    train_split = _fixed_subset(train_split, spec.max_train)
-    if spec.label_noise:
-        train_split = flip_labels(train_split, spec.label_noise, info.num_classes)
-    loaders = {"train": Loader(train_split, info.mean, info.std, dev, augment=dataset.augment)}
-    for name, split in dataset.splits.items():
-        if name != "train":
-            loaders[name] = Loader(_fixed_subset(split, spec.max_eval), info.mean, info.std, dev)
 
     torch.manual_seed(spec.seed)
     method = build_method(spec, info)
     if _is_run_ref(spec.pretrained):
         init_from_run(method, spec.pretrained, home)
-    method = method.to(dev)
+    method = fast_path(method.to(dev), loaders, dev)
+    method.attach_splits(loaders)
     batch_size = int(spec.hparams["batch_size"])
 
     ckpt = checkpoint_path(spec, home)
     history: list[dict[str, Any]] = []
     start_epoch, prepared, prep_metrics, elapsed_before = 0, False, {}, 0.0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
+    state = load_checkpoint(ckpt, dev) if ckpt.exists() else None
+    if state is not None:
         method.load_training_state(state["method"])
         torch.set_rng_state(state["rng"])
         if dev.type == "cuda" and state.get("cuda_rng") is not None:
@@ -281,12 +364,17 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         te = time.time()
-        for batch in loaders["train"].batches(order, batch_size, augment=True):
-            logs = method.update(batch)
+        for i, batch in enumerate(loaders["train"].batches(order, batch_size, augment=True)):
+            if epoch and i == (n_train // batch_size) // 2:
+                failpoint("epoch.mid")
+            with autocast(spec, dev):
+                logs = method.update(batch)
             for k, v in logs.items():
                 v = v.detach() if torch.is_tensor(v) else torch.tensor(float(v))
                 sums[k] = sums.get(k, 0) + v
             steps += 1
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)  # the step queues work without waiting for it (no .item() in the loop)
         train_time = time.time() - te
         row: dict[str, Any] = {"epoch": epoch + 1, "train_time_s": round(train_time, 3),
                                "images_per_s": round(len(order) / max(train_time, 1e-9), 1)}
@@ -295,7 +383,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
         for name, loader in loaders.items():
             if name == "train":
                 continue
-            row[name] = evaluate(method, loader, info.num_classes, info.num_bias_classes)
+            row[name] = evaluate(method, loader, info.num_classes, info.num_bias_classes, spec.precision)
         history.append(row)
         save(epoch + 1)
         bar.update(1)
@@ -325,6 +413,7 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
     if keep_model:
         atomic_torch_save({"spec": spec.to_dict(), "model": method.state_dict()}, model_path(spec.run_id, home))
     store.put(record)
+    failpoint("record.stored")
     ckpt.unlink(missing_ok=True)
     if mirror is not None:
         mirror.log_record(record)

@@ -81,7 +81,7 @@ class Outcome:
     """What happened to one task."""
 
     run_id: str
-    status: str  # "done", "cached" (stored meanwhile), "claimed" (running elsewhere), "failed"
+    status: str  # "done", "cached" (stored meanwhile), "claimed" (running elsewhere), "failed", "left" (not started)
     label: str = ""
     error: str = ""
     traceback: str = ""
@@ -99,6 +99,8 @@ class Outcome:
             return f"cached  {self.run_id}  {self.label}: stored meanwhile by another process"
         if self.status == "claimed":
             return f"skip    {self.run_id}  {self.label}: running elsewhere ({self.holder})"
+        if self.status == "left":
+            return f"left    {self.run_id}  {self.label}: {self.error}"
         return f"FAILED  {self.run_id}  {self.label}: {self.error}"
 
 
@@ -119,9 +121,10 @@ class Summary:
         return self.by_status("failed")
 
     def render(self) -> str:
-        n = {s: len(self.by_status(s)) for s in ("done", "cached", "claimed", "failed")}
+        n = {s: len(self.by_status(s)) for s in ("done", "cached", "claimed", "failed", "left")}
         lines = [f"{len(self.outcomes)} run(s) in {self.wall_s:.0f}s: {n['done']} done, {n['failed']} failed, "
-                 f"{n['claimed']} running elsewhere, {n['cached']} stored meanwhile"]
+                 f"{n['claimed']} running elsewhere, {n['cached']} stored meanwhile"
+                 + (f", {n['left']} left unstarted (time budget)" if n["left"] else "")]
         if self.failed:
             lines.append(f"failed runs (tracebacks in {self.failure_dir}/<run_id>.json; "
                          "`python -m benchmark status` lists them):")
@@ -141,7 +144,7 @@ def checkpoint_epoch(spec, home: str | Path) -> int | None:
         return None
     try:
         import torch
-        return int(torch.load(path, map_location="cpu", weights_only=False).get("epoch", 0))
+        return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch", 0))
     except Exception:  # noqa: BLE001 - a damaged checkpoint is the engine's business
         return None
 
@@ -194,6 +197,41 @@ def execute(task: Task, settings: Settings, device: str | None = None,
         return out
     finally:
         claim.release()
+
+
+STALE_TMP_S = 3600.0  # a temporary file this old belongs to a write that was killed
+
+
+def tidy_finished(store_root: str | Path, home: str | Path) -> int:
+    """Remove what killed processes leave behind: for stored runs, the stale claim, checkpoint and
+    failure record (a process killed right after storing); and temporary files of interrupted
+    writes (records, checkpoints, dataset caches) older than :data:`STALE_TMP_S`. Returns how
+    many files went."""
+    from .store import ResultStore
+    store, board = ResultStore(store_root), ClaimBoard(store_root)
+    gone = 0
+    now = time.time()
+    home = Path(home)
+    for tmp in [*Path(store_root).glob(".tmp-*.json"), *(home / "checkpoints").glob(".*.tmp"),
+                *(home / "cache").glob("*/.*.tmp")]:
+        try:
+            if now - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
+                gone += 1
+        except FileNotFoundError:
+            pass
+    for info in board.claims():
+        if info["stale"] and store.has(info["run_id"]):
+            gone += board.break_stale(info["run_id"], info)
+    for ckpt in (Path(home) / "checkpoints").glob("*.pt"):
+        if store.has(ckpt.stem):
+            ckpt.unlink(missing_ok=True)
+            gone += 1
+    for failure in board.failures():
+        if store.has(failure["run_id"]):
+            board.clear_failure(failure["run_id"])
+            gone += 1
+    return gone
 
 
 def plugin_modules(specs: Iterable) -> tuple[str, ...]:
@@ -316,9 +354,12 @@ def _die_with_parent(scheduler_pid: int) -> None:
         while True:
             try:
                 os.kill(scheduler_pid, 0)
+                with open(f"/proc/{scheduler_pid}/stat") as fh:  # dead but not yet reaped by its parent
+                    if fh.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+                        os._exit(1)
             except ProcessLookupError:
                 os._exit(1)
-            except PermissionError:
+            except (PermissionError, OSError, IndexError):
                 pass
             time.sleep(1.0)
     threading.Thread(target=watch, name="watch-scheduler", daemon=True).start()
@@ -333,7 +374,10 @@ def _worker_main(slot: Slot, settings: Settings, conn, parent_pid: int) -> None:
     _import_plugins(settings.plugin_modules)
     device = slot.device  # "cuda" is the one GPU this worker sees
     while True:
-        task = conn.recv()
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the scheduler is gone: end quietly (its death ends us anyway)
+            return
         if task is None:
             return
 
@@ -341,8 +385,12 @@ def _worker_main(slot: Slot, settings: Settings, conn, parent_pid: int) -> None:
             test = row.get("test") or {}
             conn.send(("epoch", _task.run_id, epoch, _task.spec.epochs, test.get("acc")))
 
-        conn.send(("done", execute(task, settings, device=device, on_epoch=on_epoch,
-                                   claim_info={"executor": "local", "slot": slot.index})))
+        outcome = execute(task, settings, device=device, on_epoch=on_epoch,
+                          claim_info={"executor": "local", "slot": slot.index})
+        try:
+            conn.send(("done", outcome))
+        except (BrokenPipeError, OSError):
+            return
 
 
 class _Bars:
@@ -421,12 +469,15 @@ class LocalExecutor:
         slots: from :func:`assign_slots`.
         retries: extra attempts for a run that raises (or whose worker dies).
         progress: draw progress bars (else one line per finished run).
+        admit: asked before each task starts; False leaves it unstarted (outcome "left"), e.g.
+            a time budget that the run would overrun (see :func:`benchmark.budget.admission`).
     """
 
-    def __init__(self, slots: list[Slot], retries: int = 1, progress: bool = True):
+    def __init__(self, slots: list[Slot], retries: int = 1, progress: bool = True,
+                 admit: Callable[[Task], bool] | None = None):
         if not slots:
             raise ValueError("no slots to run on")
-        self.slots, self.retries, self.progress = slots, retries, progress
+        self.slots, self.retries, self.progress, self.admit = slots, retries, progress, admit
 
     def run(self, tasks: list[Task], settings: Settings, mirror=None) -> Summary:
         from multiprocessing.connection import wait
@@ -478,6 +529,11 @@ class LocalExecutor:
                 spawn(slot)
             while queue or any(w["task"] is not None for w in workers.values()):
                 for w in list(workers.values()):
+                    while w["task"] is None and queue and self.admit is not None and not self.admit(queue[0]):
+                        left = queue.popleft()
+                        summary.outcomes.append(Outcome(left.run_id, "left", left.label,
+                                                        error="not started: it would not finish in the time left"))
+                        bars.write(summary.outcomes[-1].line())
                     if w["task"] is None and queue:
                         if not w["proc"].is_alive():
                             spawn(w["slot"])
@@ -486,6 +542,8 @@ class LocalExecutor:
                         w["conn"].send(w["task"])
                         bars.start(w["slot"].index, w["task"])
                 busy = [w for w in workers.values() if w["task"] is not None]
+                if not busy:  # every remaining task was left unstarted
+                    continue
                 ready = wait([w["conn"] for w in busy] + [w["proc"].sentinel for w in busy])
                 for w in busy:
                     task = w["task"]

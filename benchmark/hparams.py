@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 
 def hp(default: Any, source: str, help: str = "", space: Callable[[random.Random], Any] | None = None,
-       choices: tuple | None = None):
+       choices: tuple | None = None, bounds: tuple[Any, Any] | None = None,
+       check: Callable[[Any], str | None] | None = None):
     """Declare a dataclass field with its provenance.
 
     Args:
@@ -26,10 +27,15 @@ def hp(default: Any, source: str, help: str = "", space: Callable[[random.Random
         help: one line for ``--help`` and reports.
         space: a function of a ``random.Random`` drawing a value, for random search.
         choices: allowed values, checked by :func:`validate`.
+        bounds: ``(low, high)``, both inclusive, either None for no limit; checked by
+            :func:`validate` (for a tuple/list value, on every element).
+        check: a function of the value returning None if it is fine, else what is wrong (one
+            line); checked by :func:`validate` after ``bounds``.
     """
     return dataclasses.field(
         default=default,
-        metadata={"source": source, "help": help, "space": space, "choices": choices},
+        metadata={"source": source, "help": help, "space": space, "choices": choices, "bounds": bounds,
+                  "check": check},
     )
 
 
@@ -93,12 +99,38 @@ def _coerce(value, tp):
     return value
 
 
+REQUIRED_POSITIVE = ("batch_size", "epochs")  # framework fields: the engine divides and loops by them
+
+
 def validate(obj) -> None:
-    """Check ``choices`` constraints and the dataclass's own ``check()`` if it has one."""
+    """Check ``choices``, ``bounds`` and ``check`` of every field (``batch_size`` and ``epochs``
+    must be >= 1 wherever they appear), then the dataclass's own ``check()`` if it has one.
+
+    Raises:
+        ValueError: one line naming the field, its value and what is allowed.
+    """
     for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        where = f"{type(obj).__qualname__}.{f.name}={value!r}"
         choices = f.metadata.get("choices")
-        if choices is not None and getattr(obj, f.name) not in choices:
-            raise ValueError(f"{type(obj).__qualname__}.{f.name}={getattr(obj, f.name)!r}; allowed: {choices}")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{where}; allowed: {choices}")
+        bounds = f.metadata.get("bounds")
+        if bounds is None and f.name in REQUIRED_POSITIVE and isinstance(value, int):
+            bounds = (1, None)
+        if bounds is not None:
+            low, high = bounds
+            for v in (value if isinstance(value, (tuple, list)) else (value,)):
+                if v is None:
+                    continue
+                if (low is not None and v < low) or (high is not None and v > high):
+                    allowed = (f"[{low}, {high}]" if low is not None and high is not None
+                               else f">= {low}" if low is not None else f"<= {high}")
+                    raise ValueError(f"{where} is out of range; allowed: {allowed}")
+        checker = f.metadata.get("check")
+        problem = checker(value) if checker is not None else None
+        if problem:
+            raise ValueError(f"{where}: {problem}")
     check = getattr(obj, "check", None)
     if callable(check):
         check()

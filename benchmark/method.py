@@ -44,6 +44,16 @@ class Method(nn.Module):
         tiny_hparams: overrides that make a run take seconds (e.g. fewer preparation epochs),
             used by the registry-wide contract test; never used for reported numbers.
         quick_hparams: overrides applied by ``run --quick`` (a smoke budget), under explicit ``--set``.
+        packable: True if several runs of this method can train as one stacked model
+            (``benchmark.pack``). A packable method keeps every learnable part in child modules
+            (each is stacked across runs), reduces per-sample losses with :meth:`per_run_mean`
+            and sums the result before ``backward``, and treats ``batch.idx`` as an index into
+            tables sized to ``len(loader)`` in :meth:`prepare` (the pack offsets each run's
+            indices). Its networks must not draw random numbers in the forward pass (no
+            dropout), or packed and lone runs differ.
+
+    Attributes:
+        pack_size: how many runs this instance trains at once (1 unless ``benchmark.pack`` built it).
     """
 
     name: ClassVar[str]
@@ -52,6 +62,7 @@ class Method(nn.Module):
     paper: ClassVar[str] = ""
     tiny_hparams: ClassVar[dict] = {}
     quick_hparams: ClassVar[dict] = {}
+    packable: ClassVar[bool] = False
 
     def __init__(self, hparams, info: DatasetInfo, epochs: int):
         super().__init__()
@@ -60,9 +71,21 @@ class Method(nn.Module):
         self.epochs = epochs
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+        self.pack_size = 1
+
+    def per_run_mean(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """Each run's mean of a per-sample quantity, shape ``(pack_size,)``.
+
+        A packed batch holds ``pack_size`` equal runs of samples one after another, so
+        ``per_run_mean(ce).sum()`` is the sum of the runs' own mean losses: its gradient for each
+        run's parameters is that run's gradient alone. Log the vector itself; the engine gives
+        each run its own entry.
+        """
+        return per_sample.reshape(self.pack_size, -1).mean(1)
 
     def update(self, batch: Batch) -> dict[str, float]:
-        """One optimisation step on ``batch``; returns scalar losses to log."""
+        """One optimisation step on ``batch``; returns losses to log: scalars, or shape-``(pack_size,)``
+        tensors (one entry per packed run, see :meth:`per_run_mean`)."""
         raise NotImplementedError
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,6 +106,12 @@ class Method(nn.Module):
         """
         return {}
 
+    def attach_splits(self, loaders: dict) -> None:
+        """Optional: called by the engine before ``prepare`` (and again on resume) with the loaders
+        of every split (``"train"``, ``"val"``, ``"test"``, ...). Methods that learn from a held-out
+        split (DFR's last-layer re-training) keep the ones they need; reading the test split here
+        would be test-set leakage."""
+
     def sample_indices(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
         """Optional: the order of training indices for one epoch (None = a uniform permutation)."""
         return None
@@ -92,6 +121,13 @@ class Method(nn.Module):
         for s in self.schedulers.values():
             s.step()
         return {}
+
+    def evaluate_batch(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Class logits and :meth:`evaluate_extra`'s quantities for one evaluation batch (no grad).
+
+        Override when both need the same features, to compute them once (LNL's bias heads read f(x)).
+        """
+        return self.predict(batch.x), self.evaluate_extra(batch)
 
     def evaluate_extra(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Optional per-batch evaluation quantities summed over the split (e.g. bias-head accuracy).

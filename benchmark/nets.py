@@ -15,8 +15,13 @@ from .data import BiasHead, DatasetInfo
 
 
 class Backbone(nn.Module):
-    """``f`` maps inputs to features of shape ``feat_shape``; ``g`` maps features to class logits."""
+    """``f`` maps inputs to features of shape ``feat_shape``; ``g`` maps features to class logits.
 
+    ``takes_pretrained``: True when the backbone loads ``info.backbone_options["pretrained"]``
+    (``--pretrained PATH|imagenet``); a run asking a backbone without it for weights is refused.
+    """
+
+    takes_pretrained: bool = False
     f: nn.Module
     g: nn.Module
     feat_shape: tuple[int, ...]
@@ -130,17 +135,20 @@ def make_bias_head(feat_shape: tuple[int, ...], head: BiasHead) -> nn.Module:
     return VectorBiasHead(feat_shape, head)
 
 
-def bias_loss(logits: torch.Tensor, target: torch.Tensor, head: BiasHead) -> torch.Tensor:
-    """Cross-entropy of h. A map head with several label channels (N×classes×C×H×W) gets the sum
-    over channels of each channel's mean over its labelled positions, as the official LNL trainer
-    adds its R, G and B losses (trainer.py:144-148): a channel-mean would make h and the reversed
-    gradient into f three times weaker."""
+def bias_loss(logits: torch.Tensor, target: torch.Tensor, head: BiasHead, runs: int = 1) -> torch.Tensor:
+    """Cross-entropy of h, one value per run of a packed batch (shape ``(runs,)``; see
+    ``Method.per_run_mean``): the mean over labelled samples or positions. A map head with several
+    label channels (N×classes×C×H×W) gets the sum over channels of each channel's mean over its
+    labelled positions, as the official LNL trainer adds its R, G and B losses (trainer.py:144-148):
+    a channel-mean would make h and the reversed gradient into f three times weaker."""
     target = target.long()
+    ce = nn.functional.cross_entropy(logits, target, ignore_index=head.ignore_index, reduction="none")
+    labelled = target != head.ignore_index
     if logits.dim() == 5:
-        ce = nn.functional.cross_entropy(logits, target, ignore_index=head.ignore_index, reduction="none")
-        labelled = (target != head.ignore_index).flatten(2).sum((0, 2))  # per channel
-        return (ce.flatten(2).sum((0, 2)) / labelled.clamp_min(1)).sum()
-    return nn.functional.cross_entropy(logits, target, ignore_index=head.ignore_index)
+        ce, labelled = ce.flatten(2).unflatten(0, (runs, -1)), labelled.flatten(2).unflatten(0, (runs, -1))
+        return (ce.sum((1, 3)) / labelled.sum((1, 3)).clamp_min(1)).sum(1)  # per run: Σ over channels
+    ce, labelled = ce.unflatten(0, (runs, -1)), labelled.unflatten(0, (runs, -1))
+    return ce.sum(1) / labelled.sum(1).clamp_min(1)
 
 
 def bias_correct(logits: torch.Tensor, target: torch.Tensor, head: BiasHead) -> torch.Tensor:

@@ -84,6 +84,8 @@ def resolve_pretrained(pretrained: str) -> Path:
 class ResNet18(Backbone):
     """torchvision ResNet-18; f = stem + layer1-3, g = layer4 (LNL's top two residual blocks) + fc."""
 
+    takes_pretrained = True
+
     def __init__(self, info: DatasetInfo):
         super().__init__(info)
         from torchvision.models import resnet18

@@ -6,25 +6,20 @@ cached, skips runs that cannot be built — a method or dataset that is not regi
 the plug-in does not have, data files that are missing — with one line per (suite, reason), estimates
 each run's cost from the wall times of similar stored runs and orders the rest.
 
-Cost model: each stored run of the same method and dataset gives two rates — seconds per training
-sample-epoch (its epochs' training time) and seconds per evaluated sample-epoch (the rest of its
-wall time: evaluation, data loading, preparation) — and a new run costs, with the medians,
-epochs × (training samples × train rate + evaluated samples × eval rate), preferring runs on the
-same kind of device (cpu / cuda). Preparation stages (e.g. PGD's biased model) do not scale with
-their own epochs here, so extrapolating from short smoke runs is rough. Runs without a similar
-stored run fall back to the medians of all stored runs (marked approximate), or to none when the
-store is empty.
+Prices come from the measured costs in the records (:mod:`benchmark.costs`); a time budget is
+filled by :mod:`benchmark.budget`.
 """
 from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
+from ._registry import RegistryError
+from .costs import estimate
 from .provenance import stale_reason
 from .spec import RunSpec
 from .store import ResultStore
@@ -43,7 +38,9 @@ class PlannedRun:
         setting: a readable description of its setting.
         cached: already in the result store.
         estimate_s: estimated wall seconds (None: nothing to estimate from).
-        estimate_kind: "similar" (same method and dataset), "global" (median of all runs), "none".
+        estimate_kind: "measured", "like" or "none" (no measured cost: priced conservatively, or not
+            at all); see :mod:`benchmark.costs`.
+        estimate_basis: what the estimate rests on, in words.
         position: index in the suites' own order (for ``order="suite"``).
         after: the run id this run starts from (``Suite.starts_from``): it runs after that one.
         stale: why the stored record no longer matches the code (:mod:`benchmark.provenance`);
@@ -57,6 +54,7 @@ class PlannedRun:
     cached: bool = False
     estimate_s: float | None = None
     estimate_kind: str = "none"
+    estimate_basis: str = ""
     position: int = 0
     after: str | None = None
     stale: str | None = None
@@ -121,10 +119,11 @@ class Plan:
             todo = {r.run_id for r in self.todo[:max(limit, 0)]}
             self.runs = [r for r in self.runs if r.cached or r.run_id in todo]
 
-    def waves(self) -> list[list[PlannedRun]]:
-        """The runs to do in dependency order: first those that start from no other planned run to
-        do, then those that start from one of the first wave (one level, as ``Suite.starts_from``)."""
-        todo = self.todo
+    def waves(self, runs: list[PlannedRun] | None = None) -> list[list[PlannedRun]]:
+        """``runs`` (default: the runs to do) in dependency order: first those that start from no
+        other run among them, then those that start from one of the first wave (one level, as
+        ``Suite.starts_from``)."""
+        todo = self.todo if runs is None else list(runs)
         pending = {r.run_id for r in todo}
         first = [r for r in todo if r.after not in pending]
         second = [r for r in todo if r.after in pending]
@@ -157,10 +156,12 @@ class Plan:
             lines.extend(self.render_recipes(by_suite))
             for r in self.runs:
                 est = ("stale" if r.stale else "cached") if r.cached else (
-                    f"{format_duration(r.estimate_s)}{'~' if r.estimate_kind == 'global' else ''}"
+                    f"{format_duration(r.estimate_s)}{'*' if r.estimate_kind == 'none' else ''}"
                     if r.estimate_s is not None else "?")
                 lines.append(f"    {r.run_id}  {est:>9}  {','.join(r.suites)}: {r.describe()}  "
                              f"epochs={r.spec.epochs} max_train={r.spec.max_train}")
+        if verbose and any(r.estimate_kind == "none" and r.estimate_s is not None for r in self.todo):
+            lines.append("    (*: no measured cost of a like run; priced conservatively, see benchmark.costs)")
         est, unknown = self.estimate_s()
         n_todo = len(self.todo)
         wall = est / max(1, min(slots, n_todo)) if n_todo else 0.0
@@ -253,9 +254,7 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
         rerun_stale: plan stored runs whose code changed since (:mod:`benchmark.provenance`) as to
             do; otherwise they count as cached and carry their ``stale`` reason.
     """
-    from .data import default_home
-    from .registry import DATASETS, METHODS
-    from .spec import make_spec
+    from .paths import default_home
 
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
@@ -263,16 +262,44 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
     home = Path(home) if home else default_home()
     suites = list(suites)
     plan = Plan(profile, [s.name for s in suites])
+    plan.runs, plan.skipped, plan.notes = expand(suites, profile, store=store, data_root=data_root, home=home,
+                                                 check_data=check_data, check_weights=True, rerun_stale=rerun_stale)
+    for suite in suites:
+        plan.recipes[suite.name] = suite.recipes()
+        plan.exceptions[suite.name] = {m: dict(e) for m, e in suite.exceptions.items()}
+    estimate(plan.runs, store, device, home)
+    if order == "cheap":
+        plan.runs.sort(key=lambda r: (r.estimate_s if r.estimate_s is not None else math.inf, r.position))
+    else:
+        plan.runs.sort(key=lambda r: r.position)
+    return plan
+
+
+def expand(suites: Iterable, profile: str, *, store: ResultStore | None = None, data_root: str | Path | None = None,
+           home: str | Path | None = None, check_data: bool = False, check_weights: bool = False,
+           rerun_stale: bool = False) -> tuple[list[PlannedRun], list[Skip], list[str]]:
+    """The runs of ``suites`` under ``profile`` in the suites' order, without cost estimates:
+    (runs, skips, notes). One :class:`PlannedRun` per distinct run id, listing every suite that
+    needs it; ``store`` marks cached (and stale) runs; ``check_data`` checks the data files and
+    ``check_weights`` the pretrained weights files (see :func:`make_plan`)."""
+    from .registry import DATASETS, METHODS
+    from .spec import make_spec
+
+    runs: list[PlannedRun] = []
+    skipped: list[Skip] = []
+    notes: list[str] = []
     by_id: dict[str, PlannedRun] = {}
     data_checked: dict[str, str | None] = {}
     position = 0
     for suite in suites:
         if profile not in suite.profiles:
-            plan.skipped.append(Skip(suite.name, f"no profile {profile!r} (profiles: {', '.join(sorted(suite.profiles))})", 0))
+            skipped.append(Skip(suite.name, f"no profile {profile!r} (profiles: {', '.join(sorted(suite.profiles))})", 0))
             continue
-        plan.recipes[suite.name] = suite.recipes()
-        plan.exceptions[suite.name] = {m: dict(e) for m, e in suite.exceptions.items()}
-        cells = list(suite.cells(profile))
+        try:
+            cells = list(suite.cells(profile))
+        except RegistryError as e:  # the suite names a broken plug-in: skip it with the reason
+            skipped.append(Skip(suite.name, e.args[0] if e.args else str(e), 0))
+            continue
         cells.sort(key=lambda c: c.starts_from is not None)  # bases before the runs that start from them
         bases: dict[tuple, RunSpec] = {}
         reasons: dict[str, int] = defaultdict(int)
@@ -315,32 +342,27 @@ def make_plan(suites: Iterable, profile: str = "paper", *, store: ResultStore | 
                 continue
             if check_data:
                 if ds not in data_checked:
-                    data_checked[ds] = data_problem(ds, spec.dataset_params, data_root, home)
+                    data_checked[ds] = data_problem(ds, spec.dataset_params, data_root, Path(home))
                 if data_checked[ds] is not None:
                     reasons[data_checked[ds]] += 1
                     continue
-            problem = pretrained_problem(spec)
+            problem = pretrained_problem(spec) if check_weights else None
             if problem is not None:
                 reasons[problem] += 1
                 continue
-            stored = store.has(spec.run_id)
+            stored = store is not None and store.has(spec.run_id)
             stale = stale_reason(store.get(spec.run_id)) if stored else None
             planned = PlannedRun(spec, [suite.name], profile, cell.setting.describe(),
                                  cached=stored and not (stale and rerun_stale), position=position, after=after,
                                  stale=stale)
             by_id[spec.run_id] = planned
-            plan.runs.append(planned)
+            runs.append(planned)
         for reason, n in reasons.items():
-            plan.skipped.append(Skip(suite.name, reason, n))
+            skipped.append(Skip(suite.name, reason, n))
         for method, names in sorted(ignored.items()):
-            plan.notes.append(f"{suite.name}: {method} has no {', '.join(sorted(names))} "
-                              f"(shared '*' hyperparameters not applied to it)")
-    estimate(plan.runs, store, device, home)
-    if order == "cheap":
-        plan.runs.sort(key=lambda r: (r.estimate_s if r.estimate_s is not None else math.inf, r.position))
-    else:
-        plan.runs.sort(key=lambda r: r.position)
-    return plan
+            notes.append(f"{suite.name}: {method} has no {', '.join(sorted(names))} "
+                         f"(shared '*' hyperparameters not applied to it)")
+    return runs, skipped, notes
 
 
 def pretrained_problem(spec: RunSpec) -> str | None:
@@ -372,7 +394,7 @@ def data_problem(dataset: str, params: dict, data_root, home: Path) -> str | Non
     try:
         if family.check_data(root):
             return None
-        if cache_file(dataset, params, home).is_file() and _any_sizes(dataset, home):
+        if cache_file(dataset, params, home).is_file() and any_sizes(dataset, home):
             return None
         build_once(dataset, params, root, home, sizes=True)
     except DataRootError as e:
@@ -394,7 +416,8 @@ def build_once(dataset: str, params: dict, data_root, home: Path, sizes: bool = 
     """Generate and cache a dataset unless cached, one process at a time: parallel workers that
     start with the same uncached setting wait for the first one's file instead of all generating
     it (an exclusive ``flock`` on ``<cache file>.lock``). A build also writes the split sizes
-    beside the cache file (``sizes=True``: also for a cached copy), for cost estimates."""
+    beside the cache file (``sizes=True``: also for a cached copy) and, when it generated the
+    data, the seconds that took (``<key>.build.json``), for cost estimates."""
     import fcntl
 
     from .registry import DATASETS
@@ -407,13 +430,17 @@ def build_once(dataset: str, params: dict, data_root, home: Path, sizes: bool = 
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not path.is_file() or not sidecar.is_file():
+                import time
+                fresh, t0 = not path.is_file(), time.time()
                 ds = DATASETS.get(dataset)().build(params, data_root=data_root, cache_dir=Path(home) / "cache")
                 sidecar.write_text(json.dumps({name: len(split) for name, split in ds.splits.items()}))
+                if fresh:  # the cost of generating it, for time budgets (benchmark.costs.build_price)
+                    path.with_suffix(".build.json").write_text(json.dumps({"build_s": round(time.time() - t0, 3)}))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _any_sizes(dataset: str, home: Path | None) -> dict[str, int] | None:
+def any_sizes(dataset: str, home: Path | None) -> dict[str, int] | None:
     """Split sizes of any cached setting of ``dataset`` (sizes rarely depend on the parameters)."""
     if home is None:
         return None
@@ -447,102 +474,6 @@ def one_line(message: str, layout: str = "") -> str:
     return "; ".join(p for p in parts if p)
 
 
-# --- cost model -------------------------------------------------------------------------------
-
-def _train_samples(record: dict[str, Any]) -> int | None:
-    spec = record["spec"]
-    if spec.get("max_train"):
-        return int(spec["max_train"])
-    for row in record.get("history") or []:
-        if row.get("images_per_s") and row.get("train_time_s"):
-            return int(round(row["images_per_s"] * row["train_time_s"]))
-    return None
-
-
-def _device_kind(device: str | None) -> str:
-    if device:
-        return "cuda" if str(device).startswith("cuda") else "cpu"
-    try:
-        import torch
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except Exception:  # noqa: BLE001 - a broken CUDA setup just means "cpu" here
-        return "cpu"
-
-
-def _eval_samples(spec: dict, sizes: dict[str, int] | None) -> int | None:
-    """Samples evaluated per epoch: every split but train, each capped at ``max_eval``."""
-    if not sizes:
-        return spec.get("max_eval")
-    cap = spec.get("max_eval")
-    return sum(min(n, cap) if cap else n for name, n in sizes.items() if name != "train")
-
-
-@dataclass
-class Rate:
-    """Cost rates of one stored run: seconds per training sample-epoch (``train``, from the
-    epochs' training time) and per evaluated sample-epoch (``eval``: the rest of the wall time —
-    evaluation, data loading, preparation — spread over the evaluated samples)."""
-
-    train: float
-    eval: float = 0.0
-
-
-def rates(store: ResultStore, home: Path | None = None) -> tuple[dict, dict]:
-    """Cost rates of stored runs: ({(method, dataset, device kind): [Rate]}, {dataset: full
-    training-set size seen in runs without max_train})."""
-    out: dict[tuple[str, str, str], list[Rate]] = defaultdict(list)
-    full_size: dict[str, int] = {}
-    for rec in store.records():
-        spec = rec.get("spec") or {}
-        wall, epochs = rec.get("wall_time_s"), spec.get("epochs")
-        n = _train_samples(rec)
-        if not (wall and epochs and n):
-            continue
-        kind = "cuda" if str(rec.get("device", "")).startswith("cuda") else "cpu"
-        train_s = sum(row.get("train_time_s") or 0.0 for row in rec.get("history") or [])
-        sizes = (split_sizes(spec["dataset"], spec.get("dataset_params", {}), home) or _any_sizes(spec["dataset"], home)
-                 if home is not None else None)
-        m = _eval_samples(spec, sizes)
-        if train_s > 0 and m:
-            rate = Rate(train_s / (epochs * n), max(wall - train_s, 0.0) / (epochs * m))
-        else:  # no per-epoch timings: all of the wall time counts as training
-            rate = Rate(wall / (epochs * n))
-        out[(spec["method"], spec["dataset"], kind)].append(rate)
-        if not spec.get("max_train"):
-            full_size[spec["dataset"]] = n
-    return out, full_size
-
-
-def estimate(runs: list[PlannedRun], store: ResultStore, device: str | None = None, home: Path | None = None) -> None:
-    """Fill ``estimate_s``/``estimate_kind`` of each run from the stored runs' rates:
-    epochs × (training samples × train rate + evaluated samples × eval rate), medians over the
-    similar runs. A run on the whole training set takes its size from the dataset cache's sizes
-    (written when the planner or a worker builds the dataset) or from a stored full run."""
-    if not runs:
-        return
-    table, full_size = rates(store, home)
-    kind = _device_kind(device)
-    pool = [r for k, v in table.items() if k[2] == kind for r in v] or [r for v in table.values() for r in v]
-    for run in runs:
-        spec = run.spec
-        sizes = None
-        if home is not None:
-            sizes = split_sizes(spec.dataset, spec.dataset_params, home) or _any_sizes(spec.dataset, home)
-        n = spec.max_train or (sizes or {}).get("train") or full_size.get(spec.dataset)
-        if n is None:
-            continue
-        m = _eval_samples(spec.to_dict(), sizes) or 0
-        similar = table.get((spec.method, spec.dataset, kind)) or table.get(
-            (spec.method, spec.dataset, "cuda" if kind == "cpu" else "cpu"))
-        found, run.estimate_kind = (similar, "similar") if similar else (pool, "global")
-        if not found:
-            run.estimate_kind = "none"
-            continue
-        train = statistics.median(r.train for r in found)
-        ev = statistics.median(r.eval for r in found)
-        run.estimate_s = spec.epochs * (n * train + m * ev)
-
-
 # --- status -----------------------------------------------------------------------------------
 
 def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = ("paper", "quick")) -> str:
@@ -552,6 +483,9 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
 
     from .claims import ClaimBoard
 
+    from .catalogue import load
+
+    plans = {s["name"]: s["plans"] for s in load()["suites"]}
     board = ClaimBoard(store.root)
     claims = {c["run_id"]: c for c in board.claims()}
     failures = {f["run_id"]: f for f in board.failures() if not store.has(f["run_id"])}
@@ -561,17 +495,20 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
         for profile in profiles:
             if profile not in suite.profiles:
                 continue
-            plan = make_plan([suite], profile, store=store, check_data=False, order="suite")
-            ids = [r.run_id for r in plan.runs]
+            if suite.name in plans:  # an installed suite: its run ids come from the catalogue (no torch)
+                ids, skipped = plans[suite.name][profile]["ids"], plans[suite.name][profile]["skipped"]
+            else:  # e.g. a suite registered at run time (tests)
+                runs, skips, _ = expand([suite], profile)
+                ids, skipped = [r.run_id for r in runs], sum(s.runs for s in skips)
             in_suites.update(ids)
-            stale = sum(1 for r in plan.runs if r.stale)
+            stale_here = [(i, reason) for i in ids if store.has(i) and (reason := stale_reason(store.get(i)))]
+            stale = len(stale_here)
             done = sum(store.has(i) for i in ids) - stale
             running = sum(i in claims and not claims[i]["stale"] and not store.has(i) for i in ids)
             failed = sum(i in failures and not (i in claims and not claims[i]["stale"]) for i in ids)
-            skipped = sum(s.runs for s in plan.skipped)
             rows.append((suite.name, profile, len(ids) + skipped, done, stale, running, failed,
                          len(ids) - done - stale - running - failed, skipped))
-            stale_runs.extend(r for r in plan.runs if r.stale and r.run_id not in {x.run_id for x in stale_runs})
+            stale_runs.extend(x for x in stale_here if x not in stale_runs)
     width = max([len(r[0]) for r in rows] + [5])
     lines = [f"Result store: {store.root}",
              f"{'suite':<{width}}  profile  {'runs':>5}  {'done':>5}  {'stale':>5}  {'running':>7}  {'failed':>6}  "
@@ -580,8 +517,9 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
               for n, p, t, d, st, r, f, todo, sk in rows]
     lines.append("  (skipped: not plannable here — a method or dataset not registered, or a parameter it lacks;")
     lines.append("   stale: stored, but the method's, dataset's or backbone's code changed since — `run --rerun-stale`)")
-    for r in stale_runs:
-        lines.append(f"  stale {r.run_id}  {r.describe()}: {r.stale}")
+    for run_id, reason in stale_runs:
+        spec = store.get(run_id)["spec"]
+        lines.append(f"  stale {run_id}  {spec['method']} on {spec['dataset']} seed={spec['seed']}: {reason}")
     now = time.time()
     live = [c for c in claims.values() if not store.has(c["run_id"])]
     lines.append(f"Running ({len(live)} claim(s)):" if live else "Running: nothing")
@@ -597,7 +535,7 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
                      f"[{(f.get('tags') or {}).get('suite', '-')}], {f.get('attempts')} attempt(s): {f.get('error')}")
     if failures:
         lines.append(f"  tracebacks: {board.failures_dir}/<run_id>.json")
-    n_records = sum(1 for _ in store.root.glob("*.json")) if store.root.is_dir() else 0
+    n_records = sum(1 for _ in store.records())  # reads (and so checks) every record: damaged ones are quarantined
     outside = n_records - sum(store.has(i) for i in in_suites)
     lines.append(f"Stored records: {n_records} ({outside} outside the suites above)")
     return "\n".join(lines)

@@ -5,7 +5,8 @@ from ._registry import Registry, RegistryError, describe
 from .data import DatasetFamily
 from .method import Method
 
-METHODS: Registry[Method] = Registry("method", "benchmark.methods", Method, config_attr="HParams")
+METHODS: Registry[Method] = Registry("method", "benchmark.methods", Method, config_attr="HParams",
+                                     required_fields=("batch_size",))
 DATASETS: Registry[DatasetFamily] = Registry("dataset", "benchmark.datasets", DatasetFamily, config_attr="Params")
 
 register_method = METHODS.register

@@ -20,6 +20,22 @@ Strategies (``STRATEGIES``, in the order reports list them):
 * ``oracle``: the epoch with the highest accuracy on ``test`` itself. Optimistic by construction;
   reports label it as test-set selection.
 
+Group-robustness rules (subpopulation shift; groups = target × bias class, see
+:mod:`benchmark.metrics`):
+
+* ``worst_group_val``: the highest worst-group accuracy on ``val`` (reads bias labels; the rule of
+  GroupDRO, JTT and BalancingGroups' ``min_acc_va``).
+* ``align_conflict``: the highest align-conflict score on ``val`` — the mean of its bias-aligned and
+  bias-conflicting accuracies (needs only the per-sample aligned flag).
+* ``val_loss``: the lowest mean cross-entropy on ``val`` (PGD's stated rule, Sec. 6.2). Records
+  store it from this version on (``val.loss``); older records have none, and the rule then
+  returns None ("not available") rather than falling back.
+* ``oracle_worst_group``: the highest worst-group accuracy on ``test`` itself (test-set selection,
+  optimistic: the upper bound a worst-group table is read against).
+
+:func:`select_across` applies any rule across runs — one (run, epoch) among several
+hyperparameter trials — which is how ``sweep`` chooses hyperparameters *and* epoch.
+
 Ties go to the earliest epoch. A strategy whose split is absent returns None (the run cannot be
 selected under that protocol; reports say so rather than fall back silently).
 """
@@ -99,8 +115,35 @@ def oracle(history: list[dict]) -> Selected | None:
     return _argmax(history, lambda r: (r.get("test") or {}).get("acc"), "test.acc")
 
 
+def worst_group_val(history: list[dict]) -> Selected | None:
+    """Highest worst-group accuracy on ``val`` (groups = target × bias class)."""
+    return _argmax(history, lambda r: (r.get("val") or {}).get("worst_group_acc"), "val.worst_group_acc")
+
+
+def align_conflict(history: list[dict]) -> Selected | None:
+    """Highest align-conflict score (mean of aligned and conflicting accuracy) on ``val``."""
+    return _argmax(history, lambda r: (r.get("val") or {}).get("align_conflict"), "val.align_conflict")
+
+
+def val_loss(history: list[dict]) -> Selected | None:
+    """Lowest mean cross-entropy on ``val``; None when the records store no validation loss."""
+    sel = _argmax(history, lambda r: _neg((r.get("val") or {}).get("loss")), "val.loss (lowest)")
+    return None if sel is None else Selected(sel.index, sel.epoch, sel.criterion, -sel.score)
+
+
+def oracle_worst_group(history: list[dict]) -> Selected | None:
+    """Highest worst-group accuracy on the test split itself (optimistic; labelled as such)."""
+    return _argmax(history, lambda r: (r.get("test") or {}).get("worst_group_acc"), "test.worst_group_acc")
+
+
+def _neg(v):
+    return -v if _finite(v) else None
+
+
 STRATEGIES: dict[str, Callable[[list[dict]], Selected | None]] = {
     "last": last, "biased_val": biased_val, "unbiased_val": unbiased_val, "oracle": oracle,
+    "worst_group_val": worst_group_val, "align_conflict": align_conflict, "val_loss": val_loss,
+    "oracle_worst_group": oracle_worst_group,
 }
 
 LABELS = {
@@ -108,7 +151,14 @@ LABELS = {
     "biased_val": "best biased-validation accuracy",
     "unbiased_val": "best unbiased-validation accuracy (bias labels)",
     "oracle": "oracle: best test accuracy (test-set selection, optimistic)",
+    "worst_group_val": "best worst-group validation accuracy (bias labels)",
+    "align_conflict": "best align-conflict score on validation (mean of aligned and conflicting accuracy)",
+    "val_loss": "lowest validation loss (PGD's rule)",
+    "oracle_worst_group": "oracle: best test worst-group accuracy (test-set selection, optimistic)",
 }
+
+LOWER_IS_BETTER = {"val_loss"}
+"""Strategies whose ``Selected.score`` is minimised (the others maximise it)."""
 
 
 def get_strategy(name: str) -> Callable[[list[dict]], Selected | None]:
@@ -129,3 +179,21 @@ def selected_row(record: dict, strategy: str) -> tuple[dict, Selected] | None:
     if sel is None:
         return None
     return record["history"][sel.index], sel
+
+
+def select_across(records: list[dict], strategy: str) -> tuple[dict, Selected] | None:
+    """The (record, epoch) a strategy picks among several runs (e.g. a sweep's hyperparameter
+    trials of one method, setting and seed): each run's own pick, then the best score over runs
+    (lowest for :data:`LOWER_IS_BETTER`, else highest; ties go to the first record). ``last`` has
+    no score and cannot choose between runs. None if no record can be selected under the rule."""
+    if strategy == "last":
+        raise ValueError("selection 'last' has no score to compare runs by; use a validation rule")
+    best = None
+    sign = -1.0 if strategy in LOWER_IS_BETTER else 1.0
+    for rec in records:
+        sel = select(rec, strategy)
+        if sel is None or sel.score is None:
+            continue
+        if best is None or sign * sel.score > sign * best[1].score:
+            best = (rec, sel)
+    return best

@@ -10,6 +10,7 @@ from typing import Any
 from .hparams import from_dict, to_dict
 
 SPEC_SCHEMA = 1
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class RunSpec:
             ``benchmark.nets_resnet``), or "run:RUN_ID", the final backbone of a stored run (see
             ``benchmark.engine.init_from_run``); None = random initialisation. Left out of the canonical
             JSON when None, so run ids of specs without it are unchanged.
+        precision: "fp32" (default) or "bf16" (bfloat16 autocast of training and evaluation on a
+            GPU; it changes the numbers, so it is part of the run id). Left out of the canonical
+            JSON when "fp32", so run ids of existing specs are unchanged.
     """
 
     method: str
@@ -46,11 +50,14 @@ class RunSpec:
     label_noise: float = 0.0
     max_eval: int | None = None
     pretrained: str | None = None
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         d = {"schema": SPEC_SCHEMA, **dataclasses.asdict(self)}
         if d["pretrained"] is None:
             del d["pretrained"]
+        if d["precision"] == "fp32":
+            del d["precision"]
         return d
 
     def canonical_json(self) -> str:
@@ -70,7 +77,7 @@ class RunSpec:
 def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, hparams: dict | None = None,
               seed: int = 0, epochs: int | None = None, max_train: int | None = None,
               backbone: str | None = None, label_noise: float = 0.0, max_eval: int | None = None,
-              pretrained: str | None = None) -> RunSpec:
+              pretrained: str | None = None, precision: str = "fp32") -> RunSpec:
     """Resolve names and overrides into a complete :class:`RunSpec`.
 
     ``dataset_params`` and ``hparams`` hold overrides only (strings from the CLI are converted);
@@ -80,19 +87,25 @@ def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, 
 
     method_cls = METHODS.get(method)
     family = DATASETS.get(dataset)
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     for name, value in (("max_train", max_train), ("max_eval", max_eval)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose from {PRECISIONS}")
     if not 0.0 <= label_noise < 1.0:
         raise ValueError(f"label_noise={label_noise} must be in [0, 1)")
     hp = from_dict(method_cls.HParams, hparams)
+    if epochs is None and not isinstance(getattr(hp, "epochs", None), int):
+        raise ValueError(f"method {method!r} declares no epochs hyperparameter: pass the budget (--epochs N)")
     return RunSpec(
         method=method, dataset=dataset,
         dataset_params=to_dict(from_dict(family.Params, dataset_params)),
         hparams=to_dict(hp), seed=int(seed),
         epochs=int(epochs if epochs is not None else hp.epochs),
         max_train=max_train, backbone=backbone, label_noise=float(label_noise), max_eval=max_eval,
-        pretrained=pretrained or None,
+        pretrained=pretrained or None, precision=precision,
     )

@@ -1,7 +1,14 @@
 """The result store: one immutable JSON record per finished run, the source of truth.
 
 Records live in ``<root>/<run_id>.json``. A record is written to a temporary file and linked
-into place, so a reader never sees half a record and an existing record is never replaced.
+into place, so a reader never sees half a record and an existing record is never replaced. Records
+are written readable by everyone (mode 0644), so a store on a shared file system serves colleagues.
+
+Every read validates the record (JSON, its ``run_id`` equal to the file name, the keys readers
+need: ``spec`` with method, dataset, seed, epochs, hparams and dataset_params, ``status``,
+``final`` as a dict; other keys are free). A damaged record is moved to ``<root>/_quarantine/``
+with a :class:`DamagedRecordWarning` naming the file and the reason, and is then absent: its spec
+runs again, and no reader (status, report, planner, mirror, probe) crashes on it.
 """
 from __future__ import annotations
 
@@ -11,17 +18,53 @@ import platform
 import re
 import subprocess
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
+from .failpoints import failpoint
 
 RESULTS_ENV = "BENCHMARK_RESULTS"
 
 
+RECORD_MODE = 0o644
+QUARANTINE = "_quarantine"
+SPEC_KEYS = {"method": str, "dataset": str, "seed": int, "epochs": int, "hparams": dict, "dataset_params": dict}
+
+
 class RecordExists(FileExistsError):
     """A record with this run id is already stored; stored records are never overwritten."""
+
+
+class DamagedRecordWarning(RuntimeWarning):
+    """A stored record could not be read and was moved to the quarantine folder."""
+
+
+def record_problem(record: Any, run_id: str | None = None) -> str | None:
+    """Why ``record`` is not a usable record (for file ``<run_id>.json``), or None if it is."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    rid = record.get("run_id")
+    if not isinstance(rid, str) or not rid:
+        return "no run_id"
+    if run_id is not None and rid != run_id:
+        return f"its run_id {rid!r} does not match the file name"
+    spec = record.get("spec")
+    if not isinstance(spec, dict):
+        return "no spec"
+    for key, kind in SPEC_KEYS.items():
+        value = spec.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"spec.{key} missing or not {kind.__name__}"
+    if not isinstance(record.get("status"), str):
+        return "no status"
+    if not isinstance(record.get("final"), dict):
+        return "final is not a dict"
+    return None
 
 
 def default_results_dir() -> Path:
@@ -33,31 +76,99 @@ class ResultStore:
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root).resolve() if root else default_results_dir()
+        self._valid: dict[str, tuple[int, int, int]] = {}  # run id -> (inode, size, mtime) of a checked file
 
     def path(self, run_id: str) -> Path:
         return self.root / f"{run_id}.json"
 
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / QUARANTINE
+
     def has(self, run_id: str) -> bool:
-        return self.path(run_id).is_file()
+        """True when a valid record is stored (a damaged one is quarantined and reads as absent)."""
+        path = self.path(run_id)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        if self._valid.get(run_id) == (st.st_ino, st.st_size, st.st_mtime_ns):
+            return True
+        return self._read(path) is not None
 
     def get(self, run_id: str) -> dict[str, Any]:
-        with open(self.path(run_id)) as fh:
-            return json.load(fh)
+        """The record of ``run_id``.
+
+        Raises:
+            KeyError: nothing valid is stored under that id (a damaged file is quarantined first).
+        """
+        record = self._read(self.path(run_id))
+        if record is None:
+            raise KeyError(f"run {run_id} is not in the result store {self.root}")
+        return record
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        """The validated record at ``path``; None if absent or damaged (then quarantined)."""
+        try:
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                raw = fh.read()
+        except FileNotFoundError:
+            return None
+        try:
+            record = json.loads(raw.decode("utf-8"))
+            problem = record_problem(record, path.stem)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            record, problem = None, ("empty file" if not raw.strip() else f"not valid JSON ({type(e).__name__}: {e})")
+        if problem is None:
+            self._valid[path.stem] = (st.st_ino, st.st_size, st.st_mtime_ns)
+            return record
+        self._quarantine(path, st, problem)
+        return None
+
+    def _quarantine(self, path: Path, st: os.stat_result, problem: str) -> None:
+        """Move a damaged record aside (only the very file that was read: a record stored meanwhile
+        under the same name stays) and warn."""
+        self._valid.pop(path.stem, None)
+        target = self.quarantine_dir / f"{path.name}.{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}"
+        try:
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            if os.stat(path).st_ino != st.st_ino:
+                return
+            os.rename(path, target)
+        except FileNotFoundError:  # another reader moved it first
+            return
+        except OSError as e:  # e.g. a read-only store: report it, still treat it as absent
+            warnings.warn(f"damaged record {path} ({problem}) could not be moved aside ({e}); "
+                          "it is ignored", DamagedRecordWarning, stacklevel=3)
+            return
+        warnings.warn(f"damaged record {path} ({problem}) moved to {target}; its run counts as not done "
+                      "and runs again", DamagedRecordWarning, stacklevel=3)
 
     def put(self, record: dict[str, Any]) -> Path:
-        """Store ``record`` atomically under its ``run_id``; raises :class:`RecordExists` if taken."""
+        """Store ``record`` atomically under its ``run_id``; raises :class:`RecordExists` if taken
+        and ValueError if the record lacks what readers need (see :func:`record_problem`)."""
+        problem = record_problem(record)
+        if problem:
+            raise ValueError(f"refusing to store a damaged record: {problem}")
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.path(record["run_id"])
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
         try:
+            os.fchmod(fd, RECORD_MODE)  # mkstemp makes 0600; colleagues on a shared store must read it
             with os.fdopen(fd, "w") as fh:
                 json.dump(record, fh, indent=1, sort_keys=True, allow_nan=True)
                 fh.flush()
                 os.fsync(fh.fileno())
-            try:
-                os.link(tmp, final)  # fails if the record exists: never overwrite
-            except FileExistsError:
-                raise RecordExists(f"run {record['run_id']} is already stored at {final}") from None
+            failpoint("record.tmp")
+            for attempt in range(2):
+                try:
+                    os.link(tmp, final)  # fails if the record exists: never overwrite
+                    break
+                except FileExistsError:
+                    # a damaged file there is quarantined by has(); then one more try
+                    if attempt or self.has(record["run_id"]):
+                        raise RecordExists(f"run {record['run_id']} is already stored at {final}") from None
         finally:
             os.unlink(tmp)
         return final
@@ -78,11 +189,13 @@ class ResultStore:
         return dest
 
     def records(self) -> Iterator[dict[str, Any]]:
+        """Every valid record, by file name (damaged ones are quarantined and skipped)."""
         if not self.root.is_dir():
             return
-        for p in sorted(self.root.glob("*.json")):
-            with open(p) as fh:
-                yield json.load(fh)
+        for p in sorted(self.root.glob("[!.]*.json")):  # not the hidden temporary files of put()
+            record = self._read(p)
+            if record is not None:
+                yield record
 
     def query(self, **filters) -> pd.DataFrame:
         """One row per run: spec columns, dataset params (``p.<name>``), hparams (``hp.<name>``),
@@ -90,6 +203,8 @@ class ResultStore:
 
         Keyword filters match columns exactly, e.g. ``query(method="lnl", dataset="colored_mnist")``.
         """
+        import pandas as pd  # here, not at the top: commands that never query start faster
+
         rows = [flatten_record(r) for r in self.records()]
         df = pd.DataFrame(rows)
         for k, v in filters.items():

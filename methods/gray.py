@@ -39,6 +39,7 @@ class Gray(Method):
 
     HParams = GrayHParams
     paper = "Kim et al., Learning Not to Learn, CVPR 2019 (Gray baseline, Sec. 5.2)"
+    packable = True
 
     def __init__(self, hparams: GrayHParams, info, epochs):
         super().__init__(hparams, info, epochs)
@@ -57,10 +58,10 @@ class Gray(Method):
         return (gray - self.mean) / self.std
 
     def update(self, batch):
-        loss = F.cross_entropy(self.net(self.to_gray(batch.x)), batch.y)
+        loss = self.per_run_mean(F.cross_entropy(self.net(self.to_gray(batch.x)), batch.y, reduction="none"))
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         opt.step()
         return {"loss": loss.detach()}
 

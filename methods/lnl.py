@@ -58,6 +58,7 @@ class LNL(Method):
     HParams = LNLHParams
     uses_bias_labels = True
     paper = "Kim et al., Learning Not to Learn, CVPR 2019"
+    packable = True
 
     def __init__(self, hparams: LNLHParams, info, epochs):
         super().__init__(hparams, info, epochs)
@@ -73,13 +74,13 @@ class LNL(Method):
         for o in opt.values():
             o.zero_grad(set_to_none=True)
         feat = self.net.f(batch.x)
-        loss_cls = F.cross_entropy(self.net.g(feat), batch.y)
+        loss_cls = self.per_run_mean(F.cross_entropy(self.net.g(feat), batch.y, reduction="none"))
         neg_entropy = feat.new_zeros(())
         if hp_.adversarial:
             for head in self.heads:
                 logp = F.log_softmax(head(feat), dim=1)
-                neg_entropy = neg_entropy + (logp.exp() * logp).sum(1).mean()
-        (loss_cls + hp_.lambda_entropy * neg_entropy).backward()
+                neg_entropy = neg_entropy + self.per_run_mean((logp.exp() * logp).sum(1))
+        (loss_cls + hp_.lambda_entropy * neg_entropy).sum().backward()
         opt["f"].step()
         opt["g"].step()
         # Phase 2: h minimises the bias loss; f gets the reversed gradient (scaled by μ).
@@ -92,8 +93,8 @@ class LNL(Method):
             feat = feat.detach()
         loss_bias = feat.new_zeros(())
         for head, spec in zip(self.heads, self.info.bias_heads):
-            loss_bias = loss_bias + bias_loss(head(feat), batch.bias_target(spec.key), spec)
-        loss_bias.backward()
+            loss_bias = loss_bias + bias_loss(head(feat), batch.bias_target(spec.key), spec, self.pack_size)
+        loss_bias.sum().backward()
         opt["h"].step()
         if hp_.grl:
             opt["f"].step()
@@ -105,7 +106,13 @@ class LNL(Method):
     def features(self, x):
         return self.net.f(x)
 
+    def evaluate_batch(self, batch):
+        feat = self.net.f(batch.x)  # once, for the classifier and the bias heads
+        return self.net.g(feat), self._head_accuracy(feat, batch)
+
     def evaluate_extra(self, batch):
-        feat = self.net.f(batch.x)
+        return self._head_accuracy(self.net.f(batch.x), batch)
+
+    def _head_accuracy(self, feat, batch):
         return {f"bias_head_acc.{spec.name}": bias_correct(head(feat), batch.bias_target(spec.key), spec)
                 for head, spec in zip(self.heads, self.info.bias_heads)}

@@ -3,7 +3,6 @@ result store, CLI errors."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess

@@ -53,8 +53,9 @@ def registered(suites: dict):
 
 
 def fake_record(spec, wall: float, device: str = "cpu:1 threads") -> dict:
+    from benchmark.provenance import fingerprint
     return {"run_id": spec.run_id, "status": "done", "spec": spec.to_dict(), "tags": {}, "history": [],
-            "final": {}, "wall_time_s": wall, "device": device}
+            "final": {}, "wall_time_s": wall, "device": device, "code": {"fingerprint": fingerprint(spec)}}
 
 
 def test_expansion_covers_the_grid_with_profile_budgets_and_tags(tmp_path):
@@ -92,7 +93,7 @@ def test_cache_hits_are_marked_and_counted(tmp_path):
     assert not done.todo and "Everything is cached" in done.render()
 
 
-def test_cost_estimate_scales_similar_runs_and_orders_cheap_first(tmp_path):
+def test_cost_estimate_scales_like_runs_and_orders_cheap_first(tmp_path):
     store = ResultStore(tmp_path / "runs")
     # stored runs outside the grid (seed 9): vanilla 0.5 ms and lnl 2 ms per training sample-epoch
     store.put(fake_record(make_spec("vanilla", "colored_mnist", seed=9, epochs=2, max_train=1000), wall=1.0))
@@ -101,32 +102,45 @@ def test_cost_estimate_scales_similar_runs_and_orders_cheap_first(tmp_path):
     est = {r.spec.method: r.estimate_s for r in cheap.runs}
     assert est["vanilla"] == pytest.approx(0.5e-3 * 1 * 64)
     assert est["lnl"] == pytest.approx(2e-3 * 1 * 64)
-    assert all(r.estimate_kind == "similar" for r in cheap.runs)
+    assert all(r.estimate_kind == "like" for r in cheap.runs)  # other training-set sizes: scaled
     assert [r.spec.method for r in cheap.runs] == ["vanilla"] * 4 + ["lnl"] * 4
-    # a method without similar runs gets the median rate of all runs, marked approximate
+    # the median over like runs
     store.put(fake_record(make_spec("lnl", "colored_mnist", seed=8, epochs=1, max_train=500), wall=1.0))
     store.put(fake_record(make_spec("vanilla", "colored_mnist", seed=8, epochs=1, max_train=1000), wall=10.0))
     other = make_plan(select_suites(["test.planner_other"]), "quick", store=store, check_data=False)
     (run,) = other.runs
-    assert run.estimate_kind == "similar"  # vanilla, median of 0.5 ms and 10 ms
+    assert run.estimate_kind == "like"  # vanilla, median of 0.5 ms and 10 ms
     assert run.estimate_s == pytest.approx((0.5e-3 + 10e-3) / 2 * 64)
     total, unknown = cheap.estimate_s()
     assert total == pytest.approx(4 * 0.5e-3 * 64 + 4 * 2e-3 * 64) and unknown == 0
-    # cost order puts expensive lnl last; a GPU plan without GPU records falls back to CPU ones
-    by_suite = make_plan(select_suites(["test.planner_grid"]), "quick", store=store, check_data=False,
-                         order="suite", device="cuda")
-    assert all(r.estimate_s is not None for r in by_suite.runs)
+    # a run of the same size on the same device is priced from those runs only ("measured")
+    store.put(fake_record(make_spec("vanilla", "colored_mnist", seed=7, **TINY), wall=0.32))
+    measured = make_plan(select_suites(["test.planner_grid"]), "quick", store=store, check_data=False, device="cpu")
+    van = [r for r in measured.runs if r.spec.method == "vanilla"]
+    assert all(r.estimate_kind == "measured" and r.estimate_s == pytest.approx(0.32) for r in van)
+    # a GPU plan without GPU records has no like run: priced conservatively from the CPU records
+    gpu = make_plan(select_suites(["test.planner_grid"]), "quick", store=store, check_data=False,
+                    order="suite", device="cuda")
+    assert all(r.estimate_kind == "none" and r.estimate_s is not None for r in gpu.runs)
+    assert all("no measured cost" in r.estimate_basis for r in gpu.runs)
 
 
-def test_global_fallback_and_empty_store(tmp_path):
+def test_no_global_median_unknown_costs_are_conservative_and_empty_store(tmp_path):
     store = ResultStore(tmp_path / "runs")
     empty = make_plan(select_suites(["test.planner_grid"]), "quick", store=store, check_data=False)
     assert all(r.estimate_s is None for r in empty.runs)
     assert "8 run(s) without an estimate" in empty.render()
     store.put(fake_record(make_spec("vanilla", "colored_mnist", seed=9, epochs=1, max_train=100), wall=1.0))
+    store.put(fake_record(make_spec("vanilla", "colored_mnist", seed=8, epochs=1, max_train=100), wall=3.0))
     plan = make_plan(select_suites(["test.planner_grid"]), "quick", store=store, check_data=False)
     lnl = [r for r in plan.runs if r.spec.method == "lnl"]
-    assert all(r.estimate_kind == "global" and r.estimate_s == pytest.approx(0.01 * 64) for r in lnl)
+    # lnl has no like run: 2 × the dearest rate (30 ms per sample-epoch), not the median (20 ms)
+    assert all(r.estimate_kind == "none" and r.estimate_s == pytest.approx(2 * 0.03 * 64) for r in lnl)
+    assert "no measured cost" in lnl[0].estimate_basis
+    # a GPU record of lnl does not price a CPU run as "like", and a GPU model is part of "measured"
+    store.put(fake_record(make_spec("lnl", "colored_mnist", seed=9, **TINY), wall=0.1, device="cuda:GPU A"))
+    plan = make_plan(select_suites(["test.planner_grid"]), "quick", store=store, check_data=False, device="cpu")
+    assert all(r.estimate_kind == "none" for r in plan.runs if r.spec.method == "lnl")
 
 
 def test_shared_specs_unregistered_plugins_and_bad_params_are_skipped_not_fatal(tmp_path):
@@ -200,8 +214,9 @@ def test_every_registered_suite_expands_and_quick_never_looks_like_paper(tmp_pat
             assert r.tags["profile"] == "quick"
         for r in paper.runs:
             assert r.spec.max_train is None and r.spec.max_eval is None and r.tags["profile"] == "paper"
-    # the CPU budget of `run --all --profile quick` (about 5-15 s a run on 2 cores)
-    assert quick_runs <= 60
+    # the CPU budget of `run --all --profile quick` (about 5-15 s a run on 2 cores): 21 suites, each
+    # quick profile one or two settings and as few rows as show the artefact's point
+    assert quick_runs <= 80
 
 
 def test_cli_dry_run_prints_plan_and_cost(tmp_path, capsys):
@@ -212,7 +227,8 @@ def test_cli_dry_run_prints_plan_and_cost(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "test.planner_grid" in out and "1 cached" in out and "7 to run" in out and "Total: 8 runs" in out
-    assert "cached" in out.splitlines()[2]  # the first listed run (suite order) is the stored one
+    runs = [line for line in out.splitlines() if line.startswith("    ") and "test.planner_grid: " in line]
+    assert "cached" in runs[0]  # the first listed run (suite order) is the stored one
     assert not list((tmp_path / "runs").glob("*.json"))[1:]  # a dry run stores nothing
     # once everything is stored, a real run is a no-op that says so
     plan = make_plan(select_suites(["test.planner_grid"]), "quick", store=store, check_data=False)
@@ -246,7 +262,7 @@ def test_status_shows_done_running_and_failed(tmp_path):
     finally:
         claim.release()
     row = next(line for line in text.splitlines() if line.startswith("test.planner_grid") and " quick " in line)
-    assert row.split()[2:] == ["8", "1", "1", "1", "5", "0"]
+    assert row.split()[2:] == ["8", "1", "0", "1", "1", "5", "0"]  # runs, done, stale, running, failed, to do, skipped
     assert running.run_id in text and "running" in text
     assert f"{stale.run_id}  STALE" in text
     assert failed.run_id in text and "RuntimeError: boom" in text

@@ -28,6 +28,7 @@ from benchmark.selection import STRATEGIES, balanced_acc, select
 from benchmark.store import ResultStore
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
 STORE = FIXTURES / "store"
 SPECS = FIXTURES / "specs"
 GOLDEN = FIXTURES / "golden"
@@ -76,7 +77,8 @@ def test_selection_strategies_pick_the_documented_epoch():
     assert (sel.epoch, sel.criterion) == (2, "val.balanced_acc")
     assert sel.score == pytest.approx(2.6 / 3)
     assert select(rec, "oracle").epoch == 2
-    assert set(STRATEGIES) == {"last", "biased_val", "unbiased_val", "oracle"}
+    assert set(STRATEGIES) == {"last", "biased_val", "unbiased_val", "oracle", "worst_group_val", "align_conflict",
+                               "val_loss", "oracle_worst_group"}
 
 
 def test_unbiased_val_prefers_a_dedicated_split_and_absent_splits_give_none():
@@ -119,12 +121,16 @@ def test_checked_in_specs_parse_and_name_real_reference_cells(refs):
         if spec.kind == "figure":
             assert spec.figure in FIGURES, spec.name
             continue
+        if spec.artefact is None:  # numbers not transcribed yet: the paper's README must say why
+            readme = REPO / "results" / "papers" / spec.paper / "README.md"
+            assert "no numbers transcribed" in readme.read_text().lower(), spec.name
+            continue
         ref = refs[(refs["paper"] == spec.paper) & (refs["artefact"] == spec.artefact)]
         assert not ref.empty, spec.name
         units = set(ref["units"])
         assert units == {"percent" if spec.scale == 100 else "fraction"}, (spec.name, units, spec.scale)
         cells = set(zip(ref["row"], ref["column"]))
-        wanted = {(r.paper, c.paper) for r in spec.rows for c in spec.columns}
+        wanted = {(r.paper, c.paper) for r in spec.rows for c in spec.columns if c.paper}  # unprinted cells: no paper
         assert wanted <= cells, (spec.name, sorted(wanted - cells)[:3])
         assert len({c.paper for c in spec.columns}) == len(spec.columns), spec.name
 

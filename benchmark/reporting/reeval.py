@@ -23,12 +23,13 @@ import json
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import pandas as pd
-import torch
+from typing import TYPE_CHECKING
 
-from ..data import load_mnist, resolve_data_root
-from ..engine import EVAL_BATCH, SUBSET_SEED, load_trained, model_path
+import numpy as np
+
+if TYPE_CHECKING:  # torch and the engine load only when a run is actually re-evaluated
+    import pandas as pd
+    import torch
 
 FIXED_COLOUR_SEED = 5    # fixes the colour noise of the re-coloured test sets (any constant; cached with them)
 RANDOM_COLOUR_SEED = 12  # fixes the uniform colours of PGD's random colour test
@@ -40,6 +41,7 @@ class NoWeights(FileNotFoundError):
 
 
 def _cached(record: dict, name: str, home: Path | None, compute: Callable[[], dict]) -> dict:
+    from ..engine import model_path
     cache = model_path(record["run_id"], home).with_name(f"{record['run_id']}.{name}.json")
     if cache.is_file():
         with open(cache) as fh:
@@ -54,6 +56,7 @@ def _cached(record: dict, name: str, home: Path | None, compute: Callable[[], di
 
 
 def _trained(record: dict, home: Path | None, device: str | None):
+    from ..engine import load_trained
     try:
         return load_trained(record, home, device)
     except FileNotFoundError as e:
@@ -62,6 +65,10 @@ def _trained(record: dict, home: Path | None, device: str | None):
 
 def _test_digits(spec: dict, data_root) -> tuple[np.ndarray, np.ndarray]:
     """MNIST test digits (grey) and labels, restricted to the run's fixed ``max_eval`` subset."""
+    import torch
+
+    from ..data import load_mnist, resolve_data_root
+    from ..engine import SUBSET_SEED
     gray, y = load_mnist(resolve_data_root(data_root))["test"]
     if spec.get("max_eval") and spec["max_eval"] < len(y):  # the engine's fixed evaluation subset
         pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(SUBSET_SEED))[:spec["max_eval"]]
@@ -72,6 +79,9 @@ def _test_digits(spec: dict, data_root) -> tuple[np.ndarray, np.ndarray]:
 
 def _predict(method, images: torch.Tensor) -> torch.Tensor:
     """Predicted classes for uint8 N×C×H×W images, normalised as the engine's Loader does."""
+    import torch
+
+    from ..engine import EVAL_BATCH
     info = method.info
     dev = next(method.parameters()).device
     mean = torch.tensor(info.mean, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
@@ -101,6 +111,7 @@ def fixed_colour_confusions(record: dict, home: Path | None = None, data_root=No
         raise ValueError(f"fixed-colour confusions need a colored_mnist run, not {spec['dataset']}")
 
     def compute() -> dict:
+        import torch
         from benchmark_datasets.colored_mnist import colorize, sample_colors  # the dataset's own colouring
         method = _trained(record, home, device)
         params = spec["dataset_params"]
@@ -127,6 +138,7 @@ def random_colour(record: dict, home: Path | None = None, data_root=None, device
         raise ValueError(f"the random colour test needs a colored_mnist_ratio run, not {spec['dataset']}")
 
     def compute() -> dict:
+        import torch
         from benchmark_datasets.colored_mnist_ratio import colorize_official
         method = _trained(record, home, device)
         gray, y = _test_digits(spec, data_root)

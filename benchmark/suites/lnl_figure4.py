@@ -58,4 +58,5 @@ class LNLFigure4Scratch(LNLFigure4):
     methods = ("lnl",)
     exceptions = {}
     starts_from = {}
+    profiles = {**_PROFILES, "quick": replace(QUICK, keep={"sigma2": (0.020,)})}
     notes = "Variant: the official code trains LNL from a trained baseline at lr 0.001 (lnl.figure4)."

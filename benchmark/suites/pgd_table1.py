@@ -40,6 +40,6 @@ class PGDTable1(Suite):
     recipe = PGD_TABLE4_MNIST
     profiles = {
         "paper": Profile(seeds=(0, 1, 2), source="PGD Table 1 (three runs) and Table 4"),
-        "quick": replace(QUICK, keep={"bias_ratio": (0.99,)}),
+        "quick": replace(QUICK, keep={"bias_ratio": (0.99,), "dataset": ("colored_mnist_ratio", "watermarked_mnist")}),
     }
     notes = "Val/Major/Minor read off the val and test splits; Cartoon needs its images under the data root."

@@ -1,0 +1,144 @@
+"""Packed runs: K runs trained as one stacked model store the records of the same K runs alone.
+
+Tolerance (CPU): the pack computes each run's convolutions and matrix products as one batched
+kernel (vmap), whose sums run in another order than the lone run's, so losses agree to 1e-4
+(measured: ≤ 2e-6) and accuracies to 0.01 (measured: one of ~450 test samples flipped, 0.0022).
+Everything else in the records is equal: run ids, keys, epochs, dataset fingerprints.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.engine import checkpoint_path, run
+from benchmark.pack import group_specs, pack_checkpoint_path, run_pack
+from benchmark.spec import make_spec
+from benchmark.store import ResultStore
+
+LOSS_TOL, ACC_TOL = 1e-4, 0.01
+TIMING = ("train_time_s", "images_per_s")
+
+
+def _numbers(d: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_numbers(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and key not in TIMING:
+            out[prefix + key] = float(value)
+    return out
+
+
+def assert_same_records(packed: dict, alone: dict) -> None:
+    assert packed["run_id"] == alone["run_id"]
+    assert packed["spec"] == alone["spec"]
+    assert set(packed) == set(alone)
+    assert packed["dataset_fingerprint"] == alone["dataset_fingerprint"]
+    assert len(packed["history"]) == len(alone["history"]) == alone["spec"]["epochs"]
+    for row_p, row_a in zip(packed["history"], alone["history"]):
+        num_p, num_a = _numbers(row_p), _numbers(row_a)
+        assert set(num_p) == set(num_a)
+        for key in num_a:
+            tol = LOSS_TOL if key.startswith("train.") else ACC_TOL
+            assert num_p[key] == pytest.approx(num_a[key], abs=tol), key
+
+
+def _specs(method: str, dataset: str, seeds, **kw):
+    return [make_spec(method, dataset, seed=s, **kw) for s in seeds]
+
+
+def test_packed_gray_equals_the_same_runs_alone(tmp_path, bench_home):
+    # LNL's conv net (BatchNorm: each run keeps its own statistics), three seeds
+    specs = _specs("gray", "colored_mnist", (0, 1, 2), epochs=2, max_train=384, max_eval=256,
+                   dataset_params={"sigma2": 0.02})
+    packed = run_pack(specs, store=ResultStore(tmp_path / "packed"), home=bench_home, device="cpu", progress=False)
+    assert [r.record["tags"]["pack_size"] for r in packed] == [3, 3, 3]
+    for spec, result in zip(specs, packed):
+        alone = run(spec, store=ResultStore(tmp_path / "alone"), home=bench_home, device="cpu", progress=False)
+        assert_same_records(result.record, alone.record)
+        assert not checkpoint_path(spec, bench_home).exists()
+    # the runs really differ from each other (different seeds, own sample order)
+    losses = {r.record["history"][0]["train.loss"] for r in packed}
+    assert len(losses) == 3
+
+
+def test_packed_runs_with_different_data_equal_alone_and_resume_after_an_interruption(tmp_path, bench_home):
+    # different dataset parameters in one pack (lff's own packing waits for its records' rerun: see benchmark/pack.py)
+    specs = [make_spec("gray", "colored_mnist_lff", seed=s, epochs=2, max_train=512, max_eval=256,
+                       dataset_params={"conflicting_ratio": r})
+             for s, r in ((0, 0.01), (1, 0.05))]
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(epoch, rows):
+        assert len(rows) == 2
+        raise Stop
+
+    store = ResultStore(tmp_path / "packed")
+    with pytest.raises(Stop):
+        run_pack(specs, store=store, home=bench_home, device="cpu", progress=False, on_epoch=stop_after_first)
+    ckpt = pack_checkpoint_path(specs, bench_home)
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    assert not any(store.has(s.run_id) for s in specs)
+    packed = run_pack(specs, store=store, home=bench_home, device="cpu", progress=False)  # resumes at epoch 1
+    assert not ckpt.exists()
+    for spec, result in zip(specs, packed):
+        alone = run(spec, store=ResultStore(tmp_path / "alone"), home=bench_home, device="cpu", progress=False)
+        assert_same_records(result.record, alone.record)
+    again = run_pack(specs, store=store, home=bench_home, device="cpu", progress=False)
+    assert all(r.cached for r in again)
+
+
+def test_group_specs_packs_compatible_runs_only():
+    a = _specs("gray", "colored_mnist", (0, 1, 2), epochs=1)
+    b = _specs("gray", "colored_mnist", (0, 1), epochs=2)  # another epoch budget: another pack
+    noisy = [make_spec("gray", "colored_mnist", seed=5, epochs=1, label_noise=0.1)]  # data differs: packs with a
+    lonely = _specs("rubi", "colored_mnist", (0, 1), epochs=1)  # not packable: one run each
+    groups = group_specs(a + b + noisy + lonely, size=2)
+    as_ids = [[s.run_id for s in g] for g in groups]
+    assert [a[0].run_id, a[1].run_id] in as_ids
+    assert [a[2].run_id, noisy[0].run_id] in as_ids
+    assert [b[0].run_id, b[1].run_id] in as_ids
+    assert [[s.run_id] for s in lonely] == [g for g in as_ids if g[0] in {s.run_id for s in lonely}]
+    assert sorted(sum(as_ids, [])) == sorted(s.run_id for s in a + b + noisy + lonely)
+
+
+def test_cli_run_pack(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "benchmark", "run", "--method", "gray", "--dataset", "colored_mnist_lff",
+            "--epochs", "1", "--max-train", "256", "--no-mlflow", "--no-progress"]
+    out = subprocess.run(args + ["--seed", "0", "1", "--pack", "2"], cwd=repo, capture_output=True, text=True,
+                         env=dict(os.environ), timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("(pack of 2)") == 2
+    store = ResultStore()
+    records = [store.get(line.split()[0]) for line in out.stdout.splitlines() if "(pack of 2)" in line]
+    assert [r["spec"]["seed"] for r in records] == [0, 1]
+    assert all(r["tags"]["pack_size"] == 2 for r in records)
+    bad = subprocess.run(args + ["--pack", "zero"], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --pack") and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_packed_lnl_equals_the_same_runs_alone(tmp_path, bench_home):
+    # bias heads on f's map, gradient reversal, three optimisers (measured: ≤ 8e-5 apart)
+    specs = _specs("lnl", "colored_mnist", (0, 1), epochs=2, max_train=384, max_eval=256,
+                   dataset_params={"sigma2": 0.02})
+    packed = run_pack(specs, store=ResultStore(tmp_path / "packed"), home=bench_home, device="cpu", progress=False)
+    for spec, result in zip(specs, packed):
+        alone = run(spec, store=ResultStore(tmp_path / "alone"), home=bench_home, device="cpu", progress=False)
+        assert_same_records(result.record, alone.record)
+
+
+def test_auto_pack_size_on_cpu_packs_mlps_not_convnets():
+    conv = _specs("gray", "colored_mnist", range(3), epochs=1)
+    mlp = _specs("gray", "colored_mnist_lff", range(10), epochs=1)
+    groups = group_specs(conv + mlp, "auto", device="cpu")
+    assert [len(g) for g in groups] == [1, 1, 1, 8, 2]
+    with pytest.raises(ValueError, match="pack size"):
+        group_specs(conv, 0)

@@ -1,0 +1,33 @@
+"""The throughput harness runs end to end in seconds and writes its table (`perf` tiny mode)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_perf_tiny_mode_writes_the_table(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmark", "perf", "--seconds", "0.1", "--repeats", "1",
+                          "--models", "lff_mlp", "--pack-sizes", "1", "2", "--out", str(tmp_path),
+                          "--machine", "ci", "--note", "tiny"],
+                         cwd=REPO, capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert out.returncode == 0, out.stderr
+    table = (tmp_path / "ci.md").read_text()
+    for measure in ("train img/s", "eval img/s", "time to first step", "packed K=1 img/s", "packed K=2 img/s",
+                    "PGD scoring samples/s"):
+        assert measure in table
+    rows = [line for line in table.splitlines() if line.startswith("| lff_mlp") or line.startswith("| simple_convnet")]
+    assert len(rows) == 6
+    assert all("×" in row for row in rows)  # every row has a measured ratio
+    assert "- note: tiny" in table and "load average" in table
+
+
+def test_perf_rejects_bad_options(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmark", "perf", "--seconds", "0", "--out", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error:") and "Traceback" not in out.stderr
+    assert not list(tmp_path.iterdir())
