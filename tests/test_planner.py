@@ -214,7 +214,7 @@ def test_every_registered_suite_expands_and_quick_never_looks_like_paper(tmp_pat
             assert r.tags["profile"] == "quick"
         for r in paper.runs:
             assert r.spec.max_train is None and r.spec.max_eval is None and r.tags["profile"] == "paper"
-    # the CPU budget of `run --all --profile quick` (about 5-15 s a run on 2 cores): 21 suites, each
+    # the CPU budget of `run --all --profile quick` (about 5-15 s a run on 2 cores): 20 suites, each
     # quick profile one or two settings and as few rows as show the artefact's point
     assert quick_runs <= 80
 
