@@ -30,6 +30,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", help="working folder for caches, checkpoints, MLflow (default $BENCHMARK_HOME or .benchmark)")
 
 
+def _add_training_io(p: argparse.ArgumentParser) -> None:
+    """Where data comes from, where training runs, and how it is reported (run and sweep)."""
+    p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or an embedded SQLite store)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def _add_suite_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("suites", "run --all / --suite NAME: expand experiment suites into runs (`list` shows them)")
     g.add_argument("--all", action="store_true", help="every registered suite whose data is present")
@@ -105,11 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "'imagenet' for torchvision's ResNet-18 in the torch hub cache, or run:RUN_ID for the final "
                    "backbone of a stored run (e.g. a vanilla baseline, LNL's official two-stage recipe); "
                    "recorded in the run spec")
-    p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or an embedded SQLite store)")
-    p.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_training_io(p)
     _add_common(p)
     _add_suite_options(p)
     _add_pack_option(p)
@@ -249,11 +254,7 @@ def _add_sweep_parser(sub) -> None:
     p.add_argument("--export", metavar="FILE", help="write the hyperparameters --export-rule selects (.json or .toml)")
     p.add_argument("--export-rule", default="worst_group_val", help="selection rule of --export (default worst_group_val)")
     p.add_argument("--out", metavar="FILE", help="with --report: also write the table (markdown) to FILE")
-    p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or an embedded SQLite store)")
-    p.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_training_io(p)
     _add_common(p)
     _add_suite_options(p)
 
