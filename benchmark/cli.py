@@ -43,8 +43,9 @@ def _add_suite_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("suites", "run --all / --suite NAME: expand experiment suites into runs (`list` shows them)")
     g.add_argument("--all", action="store_true", help="every registered suite whose data is present")
     g.add_argument("--suite", action="append", metavar="NAME", help="this suite (repeatable)")
-    g.add_argument("--profile", choices=["paper", "quick"], default="paper",
-                   help="budget: paper (the publication's epochs and hyperparameters) or quick (a CPU smoke test)")
+    g.add_argument("--profile", choices=["paper", "quick", "demo"], default="paper",
+                   help="budget: paper (the publication's epochs and hyperparameters), quick (a CPU smoke test) or "
+                        "demo (minutes on a CPU, enough to show the effect; only some suites have it)")
     g.add_argument("--dry-run", action="store_true", help="print the plan (runs, cached, estimated cost) and stop")
     g.add_argument("--order", choices=["cheap", "suite"], default="cheap",
                    help="cheapest estimated runs first (default), or suite by suite in grid order")
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     _add_import_parser(sub)
+    _add_demo_parser(sub)
 
     p = sub.add_parser("probe", help="bias probe: how well each bias attribute can be read off a run's frozen features",
                        description="Train a fresh classifier on the frozen features f(x) of a finished run to predict "
@@ -195,6 +197,43 @@ def dataset_option(name: str) -> str:
     parser has ``--NAME`` itself (e.g. a dataset's ``seed`` is ``--data-seed``, the training seed
     ``--seed``)."""
     return "--" + ("data-" if name in RUN_OPTIONS else "") + name.replace("_", "-")
+
+
+def _add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the main job: a few CPU minutes that show LfF's effect, beside the paper's numbers",
+                       description="Runs the demo profile of suite lff.colored_mnist (vanilla and LfF, Colored MNIST "
+                                   "with 1 %% bias-conflicting digits, 3 seeds x 30 epochs) exactly as `run --suite "
+                                   "lff.colored_mnist --profile demo --workers 2` does, then prints minority, majority "
+                                   "and unbiased accuracy beside the shipped paper-budget runs and the PGD paper's "
+                                   "Table 1 cell. Finished runs are reused.")
+    p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    _add_training_io(p)
+    _add_common(p)
+
+
+def cmd_demo(args) -> int:
+    from .demo import SUITE, demo_table, paper_budget_cost
+    from .references import load_references
+    from .store import ResultStore
+    argv = ["run", "--suite", SUITE, "--profile", "demo", "--workers", str(args.workers)]
+    for name in ("results_dir", "home", "data_root", "device", "tracking_uri"):
+        if getattr(args, name):
+            argv += ["--" + name.replace("_", "-"), getattr(args, name)]
+    argv += [f for f, on in (("--dry-run", args.dry_run), ("--no-mlflow", args.no_mlflow),
+                             ("--no-progress", args.no_progress)) if on]
+    run_args, extra = build_parser().parse_known_args(argv)
+    rc = cmd_run(run_args, extra)
+    if rc or args.dry_run:
+        return rc
+    frame = ResultStore(args.results_dir).query()
+    from .provenance import mark_stale
+    frame = mark_stale(frame)
+    print()
+    print(demo_table(frame, load_references()))
+    print(f"The paper-budget version: `python -m benchmark run --suite {SUITE}` (all four ratios, 3 seeds, 100 "
+          f"epochs): {paper_budget_cost(frame)}. `python -m benchmark report` puts it beside the papers.")
+    return 0
 
 
 def _add_import_parser(sub) -> None:
@@ -470,7 +509,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     from .paths import default_home
     from .executors import (Task, assign_slots, make_settings, tidy_finished,
                             visible_gpus)
-    from .planner import make_plan, select_suites
+    from .planner import format_duration, make_plan, select_suites
     from .store import ResultStore
 
     t_start = time.time()  # a --time-budget counts from here (planning included)
@@ -526,8 +565,11 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         print(budget.render(verbose=args.verbose), flush=True)
         todo = budget.runs
         admit = _budget_admission(args, plan, store, deadline)
+    est, unknown = plan.estimate_s(todo)
+    eta = (f"; estimated {format_duration(est / max(1, min(n_slots, len(todo))))} on {n_slots} slot(s)"
+           + (f" (+{unknown} run(s) without an estimate)" if unknown else "")) if todo and est else ""
     print(f"{len(plan.runs)} run(s) planned ({profile} profile): {len(plan.cached)} cached, {len(plan.todo)} to run"
-          + (f", {len(todo)} within the time budget" if budget is not None else "")
+          + (f", {len(todo)} within the time budget" if budget is not None else "") + eta
           + ("" if plan.todo else " — everything is cached, nothing to do"), flush=True)
     if not todo:
         return 0
@@ -879,7 +921,8 @@ def _error_message(e: BaseException) -> str:
 
 def _dispatch(args, extra: list[str]) -> int:
     commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
-                "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep, "perf": cmd_perf}
+                "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep, "perf": cmd_perf,
+                "demo": cmd_demo}
     if args.command == "run":
         return cmd_run(args, extra)
     return commands[args.command](args)

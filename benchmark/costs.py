@@ -1,11 +1,14 @@
 """Run prices from the measured costs kept in the records.
 
 Every record holds its wall time, the training time of each epoch and the device it ran on
-("cuda:NVIDIA H100 80GB HBM3", "cpu:2 threads"). From one record come two rates: seconds per
-training sample-epoch (its epochs' training time) and seconds per evaluated sample-epoch (the rest
-of the wall time — evaluation, data loading, a preparation stage — spread over the evaluated
-samples). A planned run costs epochs × (training samples × train rate + evaluated samples × eval
-rate), with the median rates of the records it is priced from, chosen in this order:
+("cuda:NVIDIA H100 80GB HBM3", "cpu:2 threads"). From one record come two rates and a fixed cost:
+seconds per training sample-epoch (its epochs' training time), seconds per evaluated sample-epoch
+(the rest of the wall time — evaluation, data loading, a preparation stage — spread over the
+evaluated samples, but never more per sample than a training step, which does the same forward
+pass and a backward one) and the fixed seconds that remain (process start, data loading, a
+preparation stage of a short run: they do not grow with the epochs). A planned run costs fixed +
+epochs × (training samples × train rate + evaluated samples × eval rate), with the medians of the
+records it is priced from, chosen in this order:
 
 1. ``measured``: same method, dataset, backbone, training-set size (``max_train``) and device (the
    GPU model; on CPUs the kind) — the price of the very same kind of run, scaled by epochs only;
@@ -13,8 +16,10 @@ rate), with the median rates of the records it is priced from, chosen in this or
    backbone and training-set size if there are any (e.g. another GPU model) — scaled by epochs and
    training-set size;
 3. ``none`` — no measured cost of a like run: priced conservatively at :data:`CONSERVATIVE` × the
-   dearest rates of the records of the same dataset on the same device kind (else of any dataset
-   on that kind, else of any record), or not priced at all when the store holds no record.
+   dearest rates of the records of the same dataset (on the same device kind if there are any),
+   else of the same backbone; a run with neither is not priced at all (a rate measured on another
+   dataset and network — ResNet-18 on 112-pixel images for an MNIST ConvNet — would be off by
+   orders of magnitude: a dry run once priced a CPU run of PGD Table 1 at 550 hours that way).
 
 A run is never priced from a median of unlike runs. Fixed costs (a preparation stage that does not
 scale with the epochs, data loading) are spread over the epochs, so a short run priced from a long
@@ -39,6 +44,7 @@ class Rate:
 
     train: float
     eval: float
+    fixed: float
     method: str
     dataset: str
     backbone: str | None
@@ -108,12 +114,16 @@ def rates(records: Iterable[dict[str, Any]], home: Path | None = None) -> tuple[
             continue
         train_s = sum(row.get("train_time_s") or 0.0 for row in rec.get("history") or [])
         m = eval_samples(spec, _sizes(spec["dataset"], spec.get("dataset_params", {}), home))
+        fixed = 0.0
         if train_s > 0 and m:
-            train, ev = train_s / (epochs * n), max(wall - train_s, 0.0) / (epochs * m)
+            train = train_s / (epochs * n)
+            other = max(wall - train_s, 0.0)
+            ev = min(other / (epochs * m), train)  # evaluating a sample costs at most a training step
+            fixed = other - ev * epochs * m
         else:  # no per-epoch timings: all of the wall time counts as training
             train, ev = wall / (epochs * n), 0.0
         device = str(rec.get("device", ""))
-        out.append(Rate(train, ev, spec["method"], spec["dataset"], spec.get("backbone"), spec.get("max_train"),
+        out.append(Rate(train, ev, fixed, spec["method"], spec["dataset"], spec.get("backbone"), spec.get("max_train"),
                         device, device_kind(device)))
         if not spec.get("max_train"):
             full_size[spec["dataset"]] = n
@@ -153,35 +163,39 @@ def estimate(runs: list, store, device: str | None = None, home: Path | None = N
         if measured or like:
             found = measured or like
             run.estimate_kind = "measured" if measured else "like"
-            run.estimate_s = spec.epochs * (n * statistics.median(r.train for r in found)
-                                            + m * statistics.median(r.eval for r in found))
+            run.estimate_s = statistics.median(r.fixed for r in found) + spec.epochs * (
+                n * statistics.median(r.train for r in found) + m * statistics.median(r.eval for r in found))
             run.estimate_basis = (f"{run.estimate_kind}: median of {len(found)} {spec.method} run(s) on "
                                   f"{spec.dataset} ({found[0].device if measured else kind})")
         elif dearest_pool:
             train = max(r.train for r in dearest_pool)
             ev = max(r.eval for r in dearest_pool)
-            run.estimate_s = CONSERVATIVE * spec.epochs * (n * train + m * ev)
+            run.estimate_s = CONSERVATIVE * (max(r.fixed for r in dearest_pool) + spec.epochs * (n * train + m * ev))
             datasets = sorted({r.dataset for r in dearest_pool})
             run.estimate_basis = (f"no measured cost: priced at {CONSERVATIVE:g}× the dearest rates of "
                                   f"{len(dearest_pool)} stored run(s) on {', '.join(datasets)} ({dearest_pool[0].kind})")
         else:
-            run.estimate_basis = "no measured cost: the store holds no run to price it from"
+            run.estimate_basis = (f"no measured cost: the store holds no run of {spec.dataset} or of its backbone "
+                                  "to price it from")
 
 
 def _dearest_pool(spec, same_kind: list[Rate], all_rates: list[Rate]) -> list[Rate]:
     """The records whose dearest rates price a run without a like run, most similar first: the same
-    dataset on the same device kind (those of the same backbone and training-set size if any), else
-    runs of the same backbone and training-set size on that kind, else anything on that kind, else
-    anything. (A per-sample rate of ResNet-18 on 224-pixel images would price an MNIST run a
-    hundred times too dear.)"""
+    dataset (on the same device kind if any; those of the same backbone and training-set size if
+    any), else the same backbone (likewise); else none — a per-sample rate of another dataset and
+    network says nothing about this one."""
     def shaped(pool: list[Rate]) -> list[Rate]:
         return [r for r in pool if r.backbone == spec.backbone and r.max_train == spec.max_train] or pool
 
-    same_dataset = [r for r in same_kind if r.dataset == spec.dataset]
-    if same_dataset:
-        return shaped(same_dataset)
-    same_shape = [r for r in same_kind if r.backbone == spec.backbone and r.max_train == spec.max_train]
-    return same_shape or same_kind or all_rates
+    for pool in (same_kind, all_rates):
+        same_dataset = [r for r in pool if r.dataset == spec.dataset]
+        if same_dataset:
+            return shaped(same_dataset)
+    for pool in (same_kind, all_rates):
+        same_backbone = [r for r in pool if spec.backbone is not None and r.backbone == spec.backbone]
+        if same_backbone:
+            return shaped(same_backbone)
+    return []
 
 
 def build_price(dataset: str, params: dict, home: Path | None) -> float:

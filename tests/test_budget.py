@@ -97,7 +97,8 @@ def test_unpriced_runs_are_left_with_the_reason(tmp_path):
                      check_data=False, device="cpu")
     b = fit(plan, 3600)
     assert not b.chosen and len(b.left) == 12
-    assert "not priced (no measured cost: the store holds no run to price it from)" in b.render()
+    assert "not priced (no measured cost: the store holds no run of colored_mnist or of its backbone to price it " \
+           "from)" in b.render()
 
 
 def test_admission_refuses_a_run_that_would_end_after_the_deadline(tmp_path):

@@ -274,3 +274,20 @@ def test_suite_registry_rejects_non_suites():
     with pytest.raises(RegistryError):
         register_suite("test.not_a_suite")(object)
     assert "lnl.figure4" in SUITES.names() and SUITES.get("lnl.figure4").name == "lnl.figure4"
+
+
+def test_fixed_costs_do_not_scale_and_unrelated_datasets_do_not_price(tmp_path):
+    from benchmark.costs import rates
+    # a smoke run: 0.1 s of training on 100 samples, 30 s of wall time (start-up, data): the 29.9 s
+    # are not evaluation of 100 samples — at most a training step's cost each — but a fixed cost
+    spec = make_spec("vanilla", "colored_mnist", seed=9, epochs=1, max_train=100, max_eval=100)
+    rec = fake_record(spec, wall=30.0)
+    rec["history"] = [{"epoch": 1, "train_time_s": 0.1, "images_per_s": 1000.0}]
+    (rate,), _ = rates([rec])
+    assert rate.train == pytest.approx(1e-3) and rate.eval == pytest.approx(1e-3)
+    assert rate.fixed == pytest.approx(29.8)
+    # a record of another dataset and backbone prices nothing (it once made a CPU run 550 hours)
+    store = ResultStore(tmp_path / "runs")
+    store.put(fake_record(make_spec("vanilla", "bar", seed=9, epochs=1, max_train=100), wall=100.0))
+    plan = make_plan(select_suites(["test.planner_grid"]), "quick", store=store, check_data=False, device="cpu")
+    assert all(r.estimate_s is None and "no run of colored_mnist" in r.estimate_basis for r in plan.runs)

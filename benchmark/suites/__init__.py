@@ -5,8 +5,10 @@ noise, per-setting hyperparameters) it sweeps, the paper's shared training recip
 (:mod:`benchmark.recipes`) that every row runs with — except the rows the suite lists in
 ``exceptions``, each with the paper's reason — and its budget profiles — ``paper`` (the
 publication's epochs and hyperparameters) and ``quick`` (a CPU-sized smoke version whose records
-are tagged ``profile=quick`` and whose specs differ from the paper's, so the two never mix). The
-report spec that renders the artefact carries the suite's name.
+are tagged ``profile=quick`` and whose specs differ from the paper's, so the two never mix) — and,
+for a few suites, ``demo`` (a few CPU minutes on one cell, long enough to show the paper's effect:
+the README's main job; tagged ``profile=demo``, never a paper number). The report spec that renders
+the artefact carries the suite's name.
 
 Adding a suite is adding one file, registered like methods and datasets::
 
@@ -31,7 +33,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 from .._registry import Registry
 from ..recipes import Recipe
 
-PROFILES = ("paper", "quick")
+PROFILES = ("paper", "quick", "demo")
 
 
 @dataclass(frozen=True)

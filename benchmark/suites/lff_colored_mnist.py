@@ -19,6 +19,14 @@ from benchmark.suites import QUICK, Profile, Setting, Suite, register_suite
 
 CONFLICTING_RATIOS = (0.005, 0.01, 0.02, 0.05)  # LfF official make_dataset.py:151
 
+DEMO = Profile(
+    seeds=(0, 1, 2), epochs=30, keep={"conflicting_ratio": (0.01,)},
+    source="ours: the README's main job (`python -m benchmark demo`), the 1 % cell for the first 30 of the "
+           "paper's 100 epochs on the full data. Why 30: in the shipped paper-budget records (their per-epoch "
+           "test history) LfF's conflicting-digit accuracy separates from vanilla's only after ~20 epochs; the "
+           "schedule has no decay, so a 30-epoch run follows the first 30 epochs of the paper-budget run")
+"""The ``demo`` profile: vanilla vs LfF at 1 % bias-conflicting digits, 3 seeds × 30 epochs."""
+
 
 @register_suite("lff.colored_mnist")
 class LfFColoredMNIST(Suite):
@@ -32,5 +40,6 @@ class LfFColoredMNIST(Suite):
     profiles = {
         "paper": Profile(seeds=(0, 1, 2), source="LfF: three runs per cell (mean ± std); the official config's budget"),
         "quick": replace(QUICK, keep={"conflicting_ratio": (0.01,)}),
+        "demo": DEMO,
     }
     notes = "Last epoch on the unbiased test split (LfF's 'valid' = MNIST test with 10 % aligned)."
