@@ -534,7 +534,11 @@ def cmd_run_suites(args, extra: list[str]) -> int:
                          rerun_stale=args.rerun_stale)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    n_planned = len(plan.runs)
     plan.select(args.match, args.limit)
+    if args.match and n_planned and not plan.runs:
+        raise UsageError(f"none of the {n_planned} planned run(s) matches --match {' --match '.join(args.match)}; "
+                         "`--dry-run -v` lists their descriptions (e.g. 'vanilla on', 'seed=0')")
     if not args.dry_run:  # before any training: writable folders, device, weights, data
         pending = {r.run_id for r in plan.todo}  # a base the plan trains first is checked when its turn comes
         _preflight(args, store, [r.spec for r in plan.todo if r.after not in pending])

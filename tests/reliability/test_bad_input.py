@@ -49,6 +49,7 @@ CASES = [
      ["data for 'colored_mnist' is missing"]),
     ("suite with run options", SUITE + ["--method", "vanilla"], ["--method/--dataset do not go with"]),
     ("suite with zero workers", SUITE + ["--workers", "0"], ["workers must be >= 1"]),
+    ("suite slice that matches nothing", SUITE + ["--match", "method=lnl"], ["matches --match method=lnl", "--dry-run -v"]),
     ("run with nothing to run", ["run"], ["needs --method and --dataset"]),
     ("probe of an unknown run", ["probe", "--run-id", "feedbeef"], ["feedbeef"]),
     ("report of an unknown spec", ["report", "--spec", "nope.table9", "--out", "{tmp}/rep"], ["nope.table9"]),
