@@ -503,7 +503,7 @@ def suite_count(suite, profile: str, planned: list[str], skipped: int,
     from .evidence import counts_for
 
     counted = {i for i, (rec, why) in records.items() if counts_for(rec, why, suite.name, profile)}
-    stale = [(i, records[i][1]) for i in planned if i in records and records[i][1]]
+    stale = [(i, records[i][1]) for i in planned if i in records and isinstance(records[i][1], str) and records[i][1]]
     return SuiteCount(suite.name, profile, planned, skipped, [i for i in planned if i in counted], stale,
                       sorted(counted - set(planned)))
 
