@@ -119,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_suite_options(p)
     _add_pack_option(p)
 
-    p = sub.add_parser("status", help="suites' runs: done, running (claimed), failed, to do")
+    p = sub.add_parser("status", help="suites' runs: done, running (claimed), failed, to do",
+                       description="Per suite and profile: runs done, stale, running (claimed), failed, to do. "
+                                   "'done' = finished, tagged with the suite and profile, current code: for the "
+                                   "paper profile exactly the paper evidence `report` reads (benchmark/evidence.py).")
     p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable; default all)")
     p.add_argument("--profile", choices=["paper", "quick", "all"], default="all", help="budget profile (default all)")
     _add_common(p)

@@ -90,10 +90,6 @@ class Report:
     notes: list[str] = field(default_factory=list)
     smoke: pd.DataFrame = field(default_factory=pd.DataFrame)
 
-    @property
-    def stale(self) -> pd.DataFrame:
-        return self.smoke[self.smoke["class"] == "stale"] if not self.smoke.empty else self.smoke
-
 
 def _natural(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
