@@ -336,3 +336,20 @@ def test_quick_run_then_report_writes_a_complete_report(tmp_path, capsys):
     # title, lnl summary, 2 lnl.table1 panels, 3 figure pages (not drawn), pgd summary, 3 pgd.table1 panels, provenance
     assert count_pages(out / "report.pdf") == 12
     assert main(["report", "--out", str(tmp_path / "r2"), "--results-dir", str(store), "--spec", "nope"]) == 2
+
+
+def test_table_findings_list_cells_within_outside_and_not_run(runs, refs, table_spec):
+    from benchmark.reporting.findings import counts_line, findings_markdown, table_findings
+    gap = gap_frame(runs, refs, table_spec)
+    found = table_findings([(table_spec, gap)])
+    outside = [f for f in found if f.kind == "outside"]
+    assert len(outside) == int((gap["status"] == OUTSIDE).sum()) == 12
+    assert all(f.run_ids and f.spec == table_spec.name and "(n=2)" in f.text for f in outside)
+    deltas = [abs(float(f.text.split("(Δ ")[1].split(",")[0])) for f in outside]
+    assert deltas == sorted(deltas, reverse=True)  # the largest gaps first
+    (not_run,) = [f for f in found if f.kind == "not_run"]
+    assert not_run.text == f"{table_spec.name}: 6 of 18 cells not yet run" and not_run.run_ids == ()
+    line = counts_line([(table_spec, gap)])
+    assert "0 within tolerance, 12 outside, 6 not yet run" in line
+    md = findings_markdown(line, found)
+    assert md.count("\n- ") == 6 and "… and 7 more" in md  # 5 notable outside cells named, the rest counted

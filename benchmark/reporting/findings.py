@@ -26,7 +26,6 @@ README block (so they cannot say different things):
 """
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,9 +145,10 @@ def documented_findings(runs: pd.DataFrame, claims: Iterable[Claim]) -> list[Fin
 
 
 def table_findings(tables: Iterable[tuple[ReportSpec, pd.DataFrame]]) -> list[Finding]:
-    """Per cell with both numbers a "within"/"outside" finding; per spec with cells not run, one
-    "not_run" finding. Tables are read once per spec (the first selection given)."""
-    out, seen = [], set()
+    """Per cell with both numbers a "within"/"outside" finding (outside ones by decreasing |Δ|,
+    the gaps a reader should see first); per spec with cells not run, one "not_run" finding.
+    Tables are read once per spec (the first selection given)."""
+    within, outside, not_run, seen = [], [], [], set()
     for spec, gap in tables:
         if spec.name in seen:
             continue
@@ -158,11 +158,15 @@ def table_findings(tables: Iterable[tuple[ReportSpec, pd.DataFrame]]) -> list[Fi
             column = f"{c.panel} / {c.column}" if c.panel else c.column
             text = (f"{spec.name} {c.row} / {column}: ours {ours_text(c.ours_mean, c.ours_std, c.n, d)} vs paper "
                     f"{fmt(c.paper_value, d)} (Δ {fmt(c.delta, d, sign=True)}, tolerance {fmt(c.tolerance, d)})")
-            out.append(Finding("within" if c.status == WITHIN else "outside", text, tuple(c.run_ids), spec.name))
+            if c.status == WITHIN:
+                within.append(Finding("within", text, tuple(c.run_ids), spec.name))
+            else:
+                outside.append((abs(c.delta), Finding("outside", text, tuple(c.run_ids), spec.name)))
         k = int((gap["status"] == NOT_RUN).sum())
         if k:
-            out.append(Finding("not_run", f"{spec.name}: {k} of {len(gap)} cells not yet run", (), spec.name))
-    return out
+            not_run.append(Finding("not_run", f"{spec.name}: {k} of {len(gap)} cells not yet run", (), spec.name))
+    outside.sort(key=lambda pair: -pair[0])
+    return within + [f for _, f in outside] + not_run
 
 
 def counts_line(tables: Iterable[tuple[ReportSpec, pd.DataFrame]]) -> str:
@@ -180,25 +184,11 @@ def counts_line(tables: Iterable[tuple[ReportSpec, pd.DataFrame]]) -> str:
             + (f", {k[NO_REFERENCE]} with our number but no paper number" if k[NO_REFERENCE] else "") + ".")
 
 
-def _notable(findings: list[Finding], kind: str) -> list[Finding]:
-    picked = [f for f in findings if f.kind == kind]
-    if kind == OUTSIDE:  # the largest gaps first: they are what a reader should see
-        picked.sort(key=lambda f: -abs(_delta(f.text)))
-    return picked
-
-
-def _delta(text: str) -> float:
-    try:
-        return float(text.split("(Δ ", 1)[1].split(",", 1)[0])
-    except (IndexError, ValueError):
-        return math.nan
-
-
 def findings_markdown(counts: str, findings: list[Finding], heading: str = "###") -> str:
     """The "What reproduces and what doesn't" block of one paper."""
     out = [f"{heading} What reproduces and what doesn't", "", counts, ""]
     for kind, title in ((WITHIN, "Within tolerance"), (OUTSIDE, "Outside tolerance (largest gaps first)")):
-        picked = _notable(findings, kind)
+        picked = [f for f in findings if f.kind == kind]
         if picked:
             out += [f"{title}:", *[f"- {f.text}" for f in picked[:NOTABLE]]]
             if len(picked) > NOTABLE:
