@@ -72,12 +72,15 @@ def mixed_store(tmp_path) -> tuple[ResultStore, dict[str, str]]:
     extra = make_spec("vanilla", "colored_mnist", dataset_params={"sigma2": 0.02}, seed=7, epochs=2, max_train=64)
     unfinished = make_spec("vanilla", "colored_mnist", dataset_params={"sigma2": 0.02}, seed=8, epochs=2,
                            max_train=64)
+    outside_plan = make_spec("vanilla", "colored_mnist", dataset_params={"sigma2": 0.02}, seed=9, epochs=2,
+                             max_train=64, max_eval=64)  # e.g. from an earlier grid of the suite: paper evidence all the same
     written = {
         paper[0].run_id: (record(paper[0], tags, acc=0.61), PAPER),
         paper[1].run_id: (record(paper[1], tags, acc=0.99, fresh=False), STALE),  # no fingerprint: stale
         quick[0].run_id: (record(quick[0], {"suite": SUITE, "profile": "quick"}, acc=0.98), QUICK),
         extra.run_id: (record(extra, {}, acc=0.97), UNTAGGED),
         unfinished.run_id: (record(unfinished, tags, acc=0.96, status="failed"), UNFINISHED),
+        outside_plan.run_id: (record(outside_plan, tags, acc=0.41), PAPER),
     }
     for rec, _ in written.values():
         store.put(rec)
@@ -88,29 +91,32 @@ def test_status_and_report_count_the_same_runs(mixed_store):
     store, classes = mixed_store
     runs = classify(mark_stale(store.query()))
     assert dict(zip(runs["run_id"], runs["class"])) == classes
-    (paper_id,) = [r for r, c in classes.items() if c == PAPER]
+    paper_ids = {r for r, c in classes.items() if c == PAPER}
 
-    # status: its done count for the paper profile is paper evidence
+    # status: its done count for the paper profile is paper evidence (the record outside the
+    # suite's current plan is named on its own line, and counted there)
     records = {r["run_id"]: (r, s) for r, s in zip(runs["record"], runs["stale"])}
     suite = SUITES.get(SUITE)()
     planned = [r.run_id for r in expand([suite], "paper")[0]]
     count = suite_count(suite, "paper", planned, 0, records)
-    assert count.done_ids == [paper_id] and [i for i, _ in count.stale_ids] == [planned[1]]
+    assert len(count.done_ids) == 1 and len(count.extra_ids) == 1 and [i for i, _ in count.stale_ids] == [planned[1]]
+    assert set(count.done_ids) | set(count.extra_ids) == paper_ids
     text = status_text(store, select_suites([SUITE]), ["paper", "quick"])
     paper_row = next(line for line in text.splitlines() if line.startswith(SUITE) and " paper " in line)
     assert paper_row.split()[2:5] == ["2", "1", "1"]  # runs, done, stale
+    assert f"not in its current plan (the report reads them): {count.extra_ids[0]}" in text
 
-    # report: the one cell reads exactly the same run, and lists every other run apart
+    # report: the one cell reads exactly the same runs, and lists every other run apart
     gap = gap_frame(runs, load_references(), SPEC)
-    assert set(gap["run_ids"].iloc[0]) == set(count.done_ids)
-    assert gap["n"].iloc[0] == 1 and round(gap["ours_mean"].iloc[0], 6) == 61.0
+    assert set(gap["run_ids"].iloc[0]) == paper_ids
+    assert gap["n"].iloc[0] == 2 and round(gap["ours_mean"].iloc[0], 6) == 51.0  # (61 + 41) / 2
     report = build_report(mark_stale(store.query()), load_references(), [SPEC], ctx=FigureContext(reevaluate=False))
     assert dict(zip(report.smoke["run_id"], report.smoke["class"])) == {r: c for r, c in classes.items() if c != PAPER}
-    assert list(report.provenance["run_id"]) == [paper_id]
+    assert set(report.provenance["run_id"]) == paper_ids
     md = report_markdown(report)
     tables, smoke = md.split("## Smoke and untagged runs — not the papers' protocol", 1)
-    assert "61.00 (n=1)" in tables and "paper profile" in tables
-    assert all(r in smoke for r in classes if r != paper_id) and "**" not in smoke  # nothing bold there
+    assert "51.00 ± 14.14 (n=2)" in tables and "paper profile" in tables
+    assert all(r in smoke for r in classes if r not in paper_ids) and "**" not in smoke  # nothing bold there
 
 
 @pytest.fixture(scope="module")
@@ -186,9 +192,10 @@ def test_documented_findings_print_their_backing_or_not_yet_measured(mixed_store
     (tmp_path / "findings.toml").write_text(CLAIMS, encoding="utf-8")
     claims = load_claims(tmp_path)
     backed, unbacked = documented_findings(classify(mark_stale(store.query())), claims)
-    (paper_id,) = [r for r, c in classes.items() if c == PAPER]
-    assert backed.kind == "documented" and backed.run_ids == (paper_id,)  # not the stale, quick or untagged ones
-    assert "backed by 1 stored paper-evidence record(s)" in backed.text and "sigma2=0.02: vanilla 61.00 (n=1)" in backed.text
+    paper_ids = tuple(sorted(r for r, c in classes.items() if c == PAPER))
+    assert backed.kind == "documented" and backed.run_ids == paper_ids  # not the stale, quick or untagged ones
+    assert "backed by 2 stored paper-evidence record(s)" in backed.text
+    assert "sigma2=0.02: vanilla 51.00 ± 14.14 (n=2)" in backed.text
     assert unbacked.run_ids == () and "not yet measured" in unbacked.text and unbacked.spec == "test.evidence_table"
     # the same claims in a paper's folder land in its report section
     papers = tmp_path / "papers" / "lnl"
