@@ -9,7 +9,7 @@ evidence counts as done in ``status``'s paper rows.
 Every other record gets exactly one class saying why it does not count, checked in this order:
 ``unfinished`` (not status done), ``untagged`` (run outside a suite, e.g. ``run --method``),
 ``stale`` (code changed since it ran), ``quick`` (the smoke budget) or ``other`` (another
-profile, e.g. ``diagnostic``). Reports list them in their own section, never beside a paper's
+profile, e.g. ``demo`` or ``diagnostic``). Reports list them in their own section, never beside a paper's
 number.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ LABELS = {
     PAPER: "paper profile, current code: paper evidence",
     STALE: "stale: the code changed since it ran",
     QUICK: "quick profile: a smoke budget, not the papers' protocol",
-    OTHER: "another profile (e.g. diagnostic), not the papers' protocol",
+    OTHER: "another profile (e.g. demo, diagnostic), not the papers' protocol",
     UNTAGGED: "untagged: run outside a suite (e.g. run --method)",
     UNFINISHED: "unfinished",
 }
