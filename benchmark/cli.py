@@ -752,6 +752,9 @@ def cmd_report(args) -> int:
     if args.specs_dir and not os.path.isdir(args.specs_dir):
         raise UsageError(f"--specs-dir {args.specs_dir}: no such folder (the default is reports/specs)")
     readme = Path(__file__).resolve().parents[1] / "README.md"
+    if args.update_readme and (args.spec or args.specs_dir or args.selection):
+        raise UsageError("--update-readme writes the README's summary of every built-in spec under its own "
+                         "protocol: drop --spec, --specs-dir and --selection")
     if args.update_readme and not readme.is_file():
         raise UsageError(f"--update-readme: no README.md at {readme} (it needs a source checkout: pip install -e .)")
     try:
