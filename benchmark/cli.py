@@ -120,32 +120,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_suite_options(p)
     _add_pack_option(p)
 
-    p = sub.add_parser("status", help="suites' runs: done, running (claimed), failed, to do")
+    p = sub.add_parser("status", help="suites' runs: done, running (claimed), failed, to do",
+                       description="Per suite and profile: runs done, stale, running (claimed), failed, to do. "
+                                   "'done' = finished, tagged with the suite and profile, current code: for the "
+                                   "paper profile exactly the paper evidence `report` reads (benchmark/evidence.py).")
     p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable; default all)")
     p.add_argument("--profile", choices=["paper", "quick", "all"], default="all", help="budget profile (default all)")
     _add_common(p)
 
     p = sub.add_parser("report", help="tables and figures beside the papers' numbers (markdown, LaTeX, PNG/PDF; --pdf)",
                        description="Render every report spec (reports/specs/*.toml) from the result store: "
-                                   "tables with ours ± std, the paper's value and Δ, per-paper summaries of cells "
-                                   "within / outside tolerance, and figures. Prints the summary and a table of every "
-                                   "stored run to stdout.")
+                                   "tables with ours ± std (n seeds), the paper's value and Δ, per paper 'what "
+                                   "reproduces and what doesn't', and figures. Paper tables and figures read only "
+                                   "paper evidence: finished runs tagged with the spec's suite and profile 'paper', "
+                                   "of the current code (the rule `status` counts by). Quick, untagged and stale runs "
+                                   "are listed apart ('Smoke and untagged runs — not the papers' protocol'). Prints "
+                                   "the findings, the summary and the smoke runs' table to stdout.")
     p.add_argument("--out", default="reports/generated", help="output folder (default reports/generated)")
     p.add_argument("--pdf", action="store_true", help="also write one PDF (<out>/report.pdf); needs no TeX")
     p.add_argument("--selection", nargs="+", choices=["last", "biased_val", "unbiased_val", "oracle", "worst_group_val",
                                                       "align_conflict", "val_loss", "oracle_worst_group"],
                    help="model-selection protocol(s), rendered side by side (default: each paper's own)")
-    p.add_argument("--profile", default="any", choices=["paper", "quick", "any"],
-                   help="budget profile of the runs to read (default any: paper-profile runs win where both exist)")
     p.add_argument("--spec", nargs="+", metavar="NAME", help="only these specs (e.g. lnl.table1 pgd.figure2)")
     p.add_argument("--specs-dir", help="folder of report specs (default reports/specs)")
-    p.add_argument("--untagged", action="store_true", help="also read runs that carry no suite tag")
-    p.add_argument("--include-stale", action="store_true",
-                   help="let records whose code changed since fill cells (default: listed apart, not used)")
+    # --- paper evidence and the README findings block (issue 13) ---
+    p.add_argument("--update-readme", action="store_true",
+                   help="also rewrite README.md's findings block (between <!-- findings:begin --> and "
+                        "<!-- findings:end -->) from this store")
     p.add_argument("--no-reeval", action="store_true",
                    help="do not re-evaluate saved weights (LNL Figure 5 is then skipped)")
-    p.add_argument("--metric", default="test.acc", help="metric of the every-run overview table (default test.acc)")
-    p.add_argument("--dataset", help="overview table: only this dataset")
+    p.add_argument("--metric", default="test.acc",
+                   help="metric of the smoke and untagged runs' table (default test.acc)")
+    p.add_argument("--dataset", help="smoke and untagged runs' table: only this dataset")
     p.add_argument("--data-root", help="dataset files for re-evaluations (default $BENCHMARK_DATA_ROOT, ...)")
     _add_common(p)
 
@@ -780,29 +786,39 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from pathlib import Path
+
     from .paths import default_home
     from .references import load_references
     from .reporting import FigureContext, SpecError, build_report, load_specs, write_report
     from .provenance import mark_stale
-    from .reporting.build import summary_text
+    from .reporting.build import readme_block, summary_text, update_readme
     from .store import ResultStore
     store = ResultStore(args.results_dir)
     if args.specs_dir and not os.path.isdir(args.specs_dir):
         raise UsageError(f"--specs-dir {args.specs_dir}: no such folder (the default is reports/specs)")
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if args.update_readme and (args.spec or args.specs_dir or args.selection):
+        raise UsageError("--update-readme writes the README's summary of every built-in spec under its own "
+                         "protocol: drop --spec, --specs-dir and --selection")
+    if args.update_readme and not readme.is_file():
+        raise UsageError(f"--update-readme: no README.md at {readme} (it needs a source checkout: pip install -e .)")
     try:
         specs = load_specs(args.specs_dir, args.spec)
         report = build_report(mark_stale(store.query()), load_references(), specs, selections=args.selection,
-                              profile=args.profile, untagged=args.untagged, store=str(store.root),
-                              include_stale=args.include_stale,
-                              metric=args.metric, dataset=args.dataset,
+                              store=str(store.root), metric=args.metric, dataset=args.dataset,
                               ctx=FigureContext(home=default_home(), data_root=args.data_root,
                                                 reevaluate=not args.no_reeval))
+        changed = update_readme(readme, readme_block(report)) if args.update_readme else None
     except (SpecError, ValueError) as e:
         raise UsageError(str(e)) from None
     written = write_report(report, args.out, pdf=args.pdf)
+    print(summary_text(report))
+    print("## Smoke and untagged runs — not the papers' protocol\n")
     print(report.overview)
     print()
-    print(summary_text(report))
+    if changed is not None:
+        print(f"README.md findings block {'rewritten' if changed else 'already up to date'} ({readme})")
     print(f"wrote {len(written)} file(s) under {args.out}: report.md, summary.md, tables/, figures/, runs.csv"
           + (", report.pdf" if args.pdf else ""))
     return 0

@@ -476,9 +476,43 @@ def one_line(message: str, layout: str = "") -> str:
 
 # --- status -----------------------------------------------------------------------------------
 
+@dataclass
+class SuiteCount:
+    """One row of ``status``: the runs a suite plans under a profile and what the store holds of them.
+
+    Attributes:
+        done_ids: planned runs whose record counts (:func:`benchmark.evidence.counts_for`; for the
+            paper profile: paper evidence, exactly the records the report reads).
+        stale_ids: planned runs stored but stale, with the reason.
+        extra_ids: records that count for the suite but are not in its current plan (e.g. a grid
+            since changed); the report reads them too.
+    """
+
+    suite: str
+    profile: str
+    planned: list[str]
+    skipped: int
+    done_ids: list[str]
+    stale_ids: list[tuple[str, str]]
+    extra_ids: list[str]
+
+
+def suite_count(suite, profile: str, planned: list[str], skipped: int,
+                records: dict[str, tuple[dict, str | None]]) -> SuiteCount:
+    """Count one suite under one profile; ``records``: run id -> (record, stale reason) of the store."""
+    from .evidence import counts_for
+
+    counted = {i for i, (rec, why) in records.items() if counts_for(rec, why, suite.name, profile)}
+    stale = [(i, records[i][1]) for i in planned if i in records and isinstance(records[i][1], str) and records[i][1]]
+    return SuiteCount(suite.name, profile, planned, skipped, [i for i in planned if i in counted], stale,
+                      sorted(counted - set(planned)))
+
+
 def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = ("paper", "quick")) -> str:
     """What ``python -m benchmark status`` prints: per suite and profile, runs done / running /
-    failed / to do; then the live claims (with host, pid, heartbeat) and the failure records."""
+    failed / to do; then the live claims (with host, pid, heartbeat) and the failure records.
+    "done" is :func:`benchmark.evidence.counts_for`: for the paper profile, the paper evidence the
+    report reads."""
     import time
 
     from .claims import ClaimBoard
@@ -489,8 +523,9 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
     board = ClaimBoard(store.root)
     claims = {c["run_id"]: c for c in board.claims()}
     failures = {f["run_id"]: f for f in board.failures() if not store.has(f["run_id"])}
+    records = {r["run_id"]: (r, stale_reason(r)) for r in store.records()}
     suites = list(suites)
-    rows, in_suites, stale_runs = [], set(), []
+    rows, in_suites, stale_runs, extra_lines = [], set(), [], []
     for suite in suites:
         for profile in profiles:
             if profile not in suite.profiles:
@@ -501,14 +536,17 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
                 runs, skips, _ = expand([suite], profile)
                 ids, skipped = [r.run_id for r in runs], sum(s.runs for s in skips)
             in_suites.update(ids)
-            stale_here = [(i, reason) for i in ids if store.has(i) and (reason := stale_reason(store.get(i)))]
-            stale = len(stale_here)
-            done = sum(store.has(i) for i in ids) - stale
-            running = sum(i in claims and not claims[i]["stale"] and not store.has(i) for i in ids)
+            count = suite_count(suite, profile, ids, skipped, records)
+            done, stale = len(count.done_ids), len(count.stale_ids)
+            running = sum(i in claims and not claims[i]["stale"] and i not in records for i in ids)
             failed = sum(i in failures and not (i in claims and not claims[i]["stale"]) for i in ids)
             rows.append((suite.name, profile, len(ids) + skipped, done, stale, running, failed,
                          len(ids) - done - stale - running - failed, skipped))
-            stale_runs.extend(x for x in stale_here if x not in stale_runs)
+            stale_runs.extend(x for x in count.stale_ids if x not in stale_runs)
+            if count.extra_ids:
+                extra_lines.append(f"  {suite.name} ({profile}): {len(count.extra_ids)} stored record(s) count for "
+                                   f"this suite but are not in its current plan (the report reads them): "
+                                   f"{', '.join(count.extra_ids)}")
     width = max([len(r[0]) for r in rows] + [5])
     lines = [f"Result store: {store.root}",
              f"{'suite':<{width}}  profile  {'runs':>5}  {'done':>5}  {'stale':>5}  {'running':>7}  {'failed':>6}  "
@@ -516,10 +554,12 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
     lines += [f"{n:<{width}}  {p:<7}  {t:>5}  {d:>5}  {st:>5}  {r:>7}  {f:>6}  {todo:>5}  {sk:>7}"
               for n, p, t, d, st, r, f, todo, sk in rows]
     lines.append("  (skipped: not plannable here — a method or dataset not registered, or a parameter it lacks;")
-    lines.append("   stale: stored, but the method's, dataset's or backbone's code changed since — `run --rerun-stale`)")
+    lines.append("   stale: stored, but the method's, dataset's or backbone's code changed since — `run --rerun-stale`;")
+    lines.append("   done: finished, tagged with the suite and profile, current code — for paper rows, the report's paper evidence)")
     for run_id, reason in stale_runs:
         spec = store.get(run_id)["spec"]
         lines.append(f"  stale {run_id}  {spec['method']} on {spec['dataset']} seed={spec['seed']}: {reason}")
+    lines += extra_lines
     now = time.time()
     live = [c for c in claims.values() if not store.has(c["run_id"])]
     lines.append(f"Running ({len(live)} claim(s)):" if live else "Running: nothing")
@@ -535,7 +575,7 @@ def status_text(store: ResultStore, suites: Iterable, profiles: Iterable[str] = 
                      f"[{(f.get('tags') or {}).get('suite', '-')}], {f.get('attempts')} attempt(s): {f.get('error')}")
     if failures:
         lines.append(f"  tracebacks: {board.failures_dir}/<run_id>.json")
-    n_records = sum(1 for _ in store.records())  # reads (and so checks) every record: damaged ones are quarantined
-    outside = n_records - sum(store.has(i) for i in in_suites)
+    n_records = len(records)  # store.records() read (and so checked) every record: damaged ones are quarantined
+    outside = n_records - sum(i in records for i in in_suites)
     lines.append(f"Stored records: {n_records} ({outside} outside the suites above)")
     return "\n".join(lines)

@@ -52,9 +52,9 @@ def registered(suites: dict):
             SUITES._classes.pop(name, None)  # test-only: the registry has no public removal
 
 
-def fake_record(spec, wall: float, device: str = "cpu:1 threads") -> dict:
+def fake_record(spec, wall: float, device: str = "cpu:1 threads", tags: dict | None = None) -> dict:
     from benchmark.provenance import fingerprint
-    return {"run_id": spec.run_id, "status": "done", "spec": spec.to_dict(), "tags": {}, "history": [],
+    return {"run_id": spec.run_id, "status": "done", "spec": spec.to_dict(), "tags": tags or {}, "history": [],
             "final": {}, "wall_time_s": wall, "device": device, "code": {"fingerprint": fingerprint(spec)}}
 
 
@@ -250,7 +250,7 @@ def test_status_shows_done_running_and_failed(tmp_path):
     store = ResultStore(tmp_path / "runs")
     plan = make_plan(select_suites(["test.planner_grid"]), "quick", store=store, check_data=False, order="suite")
     done, running, failed, stale = plan.runs[:4]
-    store.put(fake_record(done.spec, 1.0))
+    store.put(fake_record(done.spec, 1.0, tags=done.tags))  # done = tagged with the suite and profile, current code
     board = ClaimBoard(store.root)
     claim = board.acquire(running.run_id, label=running.describe())
     board.record_failure(failed.run_id, failed.spec.to_dict(), failed.tags, "RuntimeError: boom", "Traceback ...")

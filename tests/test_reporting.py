@@ -3,7 +3,10 @@
 tests/fixtures/store holds real records of tiny CPU runs (2-3 epochs on 1000-2000 training
 samples, evaluated on fixed 2000-sample subsets) made once with ``benchmark.engine.run`` and tagged
 as the suite runner tags them (suite lnl.figure4 / pgd.table1, profile quick); nothing in them was
-edited. tests/fixtures/specs holds the specs rendered here (one reduced PGD Table 1 and copies of
+edited. Paper tables and figures read paper evidence only (benchmark.evidence); the rendering tests
+read these records re-tagged in memory as paper-profile records of the current code
+(``as_paper_evidence``), and ``test_quick_and_stale_records_fill_no_cell`` checks that the records
+as stored fill nothing. tests/fixtures/specs holds the specs rendered here (one reduced PGD Table 1 and copies of
 four figure specs), so that editing reports/specs does not move the golden files. After an
 intended change of the rendering, regenerate the golden files with ``UPDATE_GOLDEN=1``.
 """
@@ -35,9 +38,24 @@ GOLDEN = FIXTURES / "golden"
 UPDATE = bool(os.environ.get("UPDATE_GOLDEN"))
 
 
+def as_paper_evidence(df: pd.DataFrame) -> pd.DataFrame:
+    """The fixture's records as paper evidence: tagged profile "paper", not stale (in memory only)."""
+    df = df.copy()
+    records = [copy.deepcopy(r) for r in df["record"]]
+    for r in records:
+        r["tags"]["profile"] = "paper"
+    df["record"], df["tag.profile"], df["stale"] = records, "paper", None
+    return df
+
+
 @pytest.fixture(scope="module")
-def runs() -> pd.DataFrame:
+def stored() -> pd.DataFrame:
     return ResultStore(STORE).query()
+
+
+@pytest.fixture(scope="module")
+def runs(stored) -> pd.DataFrame:
+    return as_paper_evidence(stored)
 
 
 @pytest.fixture(scope="module")
@@ -189,20 +207,28 @@ def test_cells_within_tolerance_when_the_paper_agrees(runs, refs, table_spec):
     assert (s["within"], s["outside"], s["not run"], s["cells"]) == (len(ours), 0, len(g) - len(ours), len(g))
 
 
-def test_profile_filter_and_configuration_choice(runs, refs, table_spec):
-    assert (gap_frame(runs, refs, table_spec, profile="paper")["status"] == NOT_RUN).all()
-    quick = gap_frame(runs, refs, table_spec, profile="quick")
-    assert quick[["ours_mean", "n"]].equals(gap_frame(runs, refs, table_spec, profile="any")[["ours_mean", "n"]])
-    # a paper-profile twin of one vanilla run with a longer budget: "any" must read it alone
+def test_quick_and_stale_records_fill_no_cell(stored, runs, refs, table_spec):
+    from benchmark.provenance import mark_stale
+    assert (gap_frame(mark_stale(stored), refs, table_spec)["status"] == NOT_RUN).all()  # quick and stale
+    fresh_quick = stored.assign(stale=None)
+    assert (gap_frame(fresh_quick, refs, table_spec)["status"] == NOT_RUN).all()  # quick alone
+    stale_paper = runs.assign(stale="code changed: test")
+    assert (gap_frame(stale_paper, refs, table_spec)["status"] == NOT_RUN).all()  # stale alone
+    assert (gap_frame(runs, refs, table_spec)["n"] > 0).any()
+
+
+def test_configuration_choice(runs, refs, table_spec):
+    # a paper-profile twin of one vanilla run with a longer budget: two configurations, one is kept
     row = runs[(runs["method"] == "vanilla") & (runs["dataset"] == "colored_mnist_ratio")
                & (runs["p.bias_ratio"] == 0.995)].iloc[0].copy()
     rec = copy.deepcopy(row["record"])
-    rec["run_id"], rec["spec"]["epochs"], rec["tags"]["profile"] = "twin", 100, "paper"
-    row["run_id"], row["record"], row["tag.profile"] = "twin", rec, "paper"
+    rec["run_id"], rec["spec"]["epochs"] = "twin", 100
+    row["run_id"], row["record"] = "twin", rec
     both = pd.concat([runs, row.to_frame().T], ignore_index=True)
     cell = gap_frame(both, refs, table_spec).query("method == 'vanilla' and col_index == 0").iloc[0]
-    assert cell["run_ids"] == ("twin",) and cell["n"] == 1 and cell["profiles"] == "paper"
     assert "chose 1 of 2 configurations" in cell["note"]
+    assert cell["run_ids"] == ("twin",) or "twin" not in cell["run_ids"]  # never a mix of the two
+    assert cell["profiles"] == "paper"
 
 
 def test_selection_changes_numbers_and_compares_side_by_side(runs, refs, table_spec):
@@ -253,7 +279,16 @@ def test_figures_are_drawn_from_stored_runs_only(runs, tmp_path, monkeypatch):
     fig5 = make_figure(runs, load_spec(SPECS / "lnl.figure5.toml"), ctx=ctx)
     assert fig5.figure is None and fig5.notes
     empty = make_figure(runs.iloc[0:0], load_spec(SPECS / "lnl.figure4.toml"), ctx=ctx)
-    assert empty.figure is None and "no finished runs" in empty.notes[0]
+    assert empty.figure is None and "no paper-profile run" in empty.notes[0]
+    assert any(t.get_text().startswith("n=") for t in ax.texts)  # every point says its seeds
+
+
+def test_quick_and_stale_records_draw_no_figure_point(stored, tmp_path):
+    from benchmark.provenance import mark_stale
+    ctx = FigureContext(home=tmp_path / "no-home", reevaluate=False)
+    for name in ("lnl.figure4", "lnl.bias_head", "pgd.figure13"):
+        res = make_figure(mark_stale(stored), load_spec(SPECS / f"{name}.toml"), ctx=ctx)
+        assert res.figure is None and res.run_ids == ()
 
 
 # ---------------------------------------------------------------------------------------------- pdf
@@ -284,16 +319,37 @@ def test_quick_run_then_report_writes_a_complete_report(tmp_path, capsys):
     short = ["lnl.table1", "lnl.figure4", "lnl.figure5", "lnl.bias_head", "pgd.table1"]
     assert main(["report", "--pdf", "--out", str(out), "--results-dir", str(store), "--spec", *short]) == 0
     printed = capsys.readouterr().out
-    assert "colored_mnist" in printed and "| lnl" in printed  # the every-run table on stdout
+    assert "What reproduces and what doesn't" in printed and "not yet run" in printed  # findings first
+    smoke = printed.split("## Smoke and untagged runs — not the papers' protocol", 1)[1]
+    assert "colored_mnist" in smoke and "| lnl [quick]" in smoke  # the quick runs, apart
     assert "pgd.table1" in printed and "Not yet run" in printed  # the per-paper summary
     for name in ("report.md", "summary.md", "runs.csv", "report.pdf", "tables/pgd.table1.biased_val.tex",
-                 "tables/lnl.table1.last.md", "figures/lnl.figure4.last.png", "figures/lnl.figure5.last.png",
-                 "figures/lnl.bias_head.last.pdf"):
+                 "tables/lnl.table1.last.md"):
         assert (out / name).is_file(), name
+    assert not list(out.glob("figures/*.png"))  # quick runs draw no figure
     md = (out / "report.md").read_text()
-    assert "LNL Figure 4" in md and "figures/lnl.figure4.last.png" in md
-    provenance = pd.read_csv(out / "runs.csv")
-    assert len(provenance) == 2 and set(provenance["profile"]) == {"quick"}
-    # title, lnl summary, 2 lnl.table1 panels, 3 figures, pgd summary, 3 pgd.table1 panels, provenance
+    papers, smoke = md.split("## Smoke and untagged runs — not the papers' protocol", 1)
+    assert "LNL Figure 4" in papers and "no paper-profile run of the current code" in papers
+    ids = [p.stem for p in store.glob("*.json")]
+    assert len(ids) == 2 and all(r in smoke and r not in papers for r in ids)
+    assert pd.read_csv(out / "runs.csv").empty  # no run was read by a paper table or figure
+    # title, lnl summary, 2 lnl.table1 panels, 3 figure pages (not drawn), pgd summary, 3 pgd.table1 panels, provenance
     assert count_pages(out / "report.pdf") == 12
     assert main(["report", "--out", str(tmp_path / "r2"), "--results-dir", str(store), "--spec", "nope"]) == 2
+
+
+def test_table_findings_list_cells_within_outside_and_not_run(runs, refs, table_spec):
+    from benchmark.reporting.findings import counts_line, findings_markdown, table_findings
+    gap = gap_frame(runs, refs, table_spec)
+    found = table_findings([(table_spec, gap)])
+    outside = [f for f in found if f.kind == "outside"]
+    assert len(outside) == int((gap["status"] == OUTSIDE).sum()) == 12
+    assert all(f.run_ids and f.spec == table_spec.name and "(n=2)" in f.text for f in outside)
+    deltas = [abs(float(f.text.split("(Δ ")[1].split(",")[0])) for f in outside]
+    assert deltas == sorted(deltas, reverse=True)  # the largest gaps first
+    (not_run,) = [f for f in found if f.kind == "not_run"]
+    assert not_run.text == f"{table_spec.name}: 6 of 18 cells not yet run" and not_run.run_ids == ()
+    line = counts_line([(table_spec, gap)])
+    assert "0 within tolerance, 12 outside, 6 not yet run" in line
+    md = findings_markdown(line, found)
+    assert md.count("\n- ") == 6 and "… and 7 more" in md  # 5 notable outside cells named, the rest counted

@@ -3,8 +3,11 @@
 Pure functions of the result store's frame (``ResultStore.query()``), the paper references
 (``benchmark.references.load_references()``) and report specs (``reports/specs/*.toml``):
 
-* :mod:`.spec` parses specs; :mod:`.runs` selects runs and reads numbers at the epoch a
+* :mod:`.spec` parses specs; :mod:`.runs` selects runs — paper evidence only
+  (:mod:`benchmark.evidence`, the rule ``status`` counts by) — and reads numbers at the epoch a
   :mod:`benchmark.selection` strategy picks;
+* :mod:`.findings` writes each paper's "What reproduces and what doesn't" (cells and the documented
+  findings of ``results/papers/<paper>/findings.toml``);
 * :mod:`.tables` builds the gap frame and renders markdown / LaTeX and per-paper summaries;
 * :mod:`.figures` draws the papers' figures from stored runs (:mod:`.reeval` re-evaluates saved
   weights where a figure needs inputs no split holds);

@@ -3,6 +3,12 @@
 ``build_report`` is a pure function of (run frame, references, specs, options) except for figures
 that re-evaluate saved weights (LNL Figure 5, cached). ``write_report`` writes markdown, LaTeX,
 figures (PNG + PDF), a provenance CSV and, on request, one PDF (:mod:`.pdf`).
+
+Paper tables and figures read paper evidence only (:mod:`benchmark.evidence`, the rule ``status``
+counts by). Every other stored run (quick, untagged, stale, other profiles, unfinished) is listed
+in its own section, "Smoke and untagged runs — not the papers' protocol". Each paper's section
+opens with "What reproduces and what doesn't" (:mod:`.findings`); :func:`readme_block` is the same
+summary for README.md.
 """
 from __future__ import annotations
 
@@ -12,10 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..evidence import LABELS as CLASS_LABELS
+from ..evidence import classify, not_evidence
 from ..references import DEFAULT_ROOT, load_meta
 from ..selection import LABELS
 from ..store import code_version, now_iso
 from .figures import FigureContext, FigureResult, make_figure
+from .findings import Finding, counts_line, documented_findings, findings_markdown, load_claims, readme_lines, table_findings
 from .reeval import REEVAL_PREFIX, REEVALUATIONS, attach_reevaluations
 from .runs import match, spec_runs
 from .spec import ReportSpec, SpecError
@@ -51,13 +60,27 @@ class PaperSection:
     figures: list[FigureResult] = field(default_factory=list)
     summary: pd.DataFrame | None = None
     comparisons: dict[str, pd.DataFrame] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    counts: str = ""
+
+    @property
+    def findings_markdown(self) -> str:
+        """The section's "What reproduces and what doesn't" (report.md, summary.md, the console)."""
+        return findings_markdown(self.counts, self.findings)
 
 
 @dataclass
 class Report:
+    """Everything a report shows.
+
+    Attributes:
+        smoke: one row per stored run that is paper evidence for no suite (run id, method, dataset,
+            suite, profile, class, reason); :data:`benchmark.evidence.LABELS` names the classes.
+        overview: markdown tables of those runs (method × setting, last epoch; no "best").
+    """
+
     sections: list[PaperSection]
     selections: list[str] | None
-    profile: str
     generated: str
     code: dict
     store: str
@@ -65,8 +88,7 @@ class Report:
     provenance: pd.DataFrame
     overview: str
     notes: list[str] = field(default_factory=list)
-    stale: pd.DataFrame = field(default_factory=pd.DataFrame)
-    include_stale: bool = False
+    smoke: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _natural(name: str):
@@ -78,39 +100,33 @@ def _paper_key(paper: str):
 
 
 def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec], *,
-                 selections: list[str] | None = None, profile: str = "any", untagged: bool = False,
-                 ctx: FigureContext | None = None, store: str = "", generated: str | None = None,
-                 metric: str = "test.acc", dataset: str | None = None, papers_root: Path | None = None,
-                 include_stale: bool = False) -> Report:
+                 selections: list[str] | None = None, ctx: FigureContext | None = None, store: str = "",
+                 generated: str | None = None, metric: str = "test.acc", dataset: str | None = None,
+                 papers_root: Path | None = None) -> Report:
     """Every table (once per selection; None = each spec's own protocol) and figure, by paper.
 
     Args:
-        runs: ``ResultStore.query()``.
+        runs: ``ResultStore.query()``, best with ``benchmark.provenance.mark_stale``'s ``stale``
+            column (without it, staleness is computed here).
         refs: ``load_references()``.
         specs: ``load_specs()``.
         selections: strategies to render side by side; None = the paper's protocol per spec.
-        profile: "paper", "quick" or "any".
-        untagged: also read runs without a suite tag.
         ctx: figure context (data root and home for re-evaluations).
         store: the store's path, for the provenance line.
         generated: timestamp to print (default: now).
-        metric, dataset: for the overview table of every stored run.
-        include_stale: let stale records (a ``stale`` reason column, see
-            ``benchmark.provenance.mark_stale``) fill cells and figures; by default they are only
-            listed in their own section.
+        metric, dataset: for the overview table of the runs outside the papers' protocol.
+        papers_root: where ``results/papers/<paper>/`` (meta.json, findings.toml) live.
     """
-    stale = stale_frame(runs)
-    if not include_stale and not stale.empty:
-        runs = runs[~runs["run_id"].isin(stale["run_id"])]
+    runs = classify(runs)
     ctx = ctx or FigureContext()
-    ctx.profile, ctx.untagged = profile, untagged
     notes: list[str] = []
     if ctx.reevaluate:
-        runs, notes = attach_reevaluations(runs, _reevaluations_needed(runs, specs, profile, untagged), ctx.home,
+        runs, notes = attach_reevaluations(runs, _reevaluations_needed(runs, specs), ctx.home,
                                            ctx.data_root, ctx.device)
+    root = Path(papers_root or DEFAULT_ROOT)
     sections: dict[str, PaperSection] = {}
     for paper in sorted({s.paper for s in specs}, key=_paper_key):
-        meta = load_meta(Path(papers_root or DEFAULT_ROOT) / paper)
+        meta = load_meta(root / paper)
         sections[paper] = PaperSection(paper, meta.get("title", paper), meta.get("citation", ""))
     for spec in sorted(specs, key=lambda s: (s.kind != "table", _natural(s.name))):
         sec = sections[spec.paper]
@@ -118,7 +134,7 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
             protocol = paper_protocol(refs, spec)
             gaps = {}
             for sel in selections or [spec.selection]:
-                gaps[sel] = gap_frame(runs, refs, spec, sel, profile, untagged)
+                gaps[sel] = gap_frame(runs, refs, spec, sel)
                 sec.tables.append(TableResult(spec, sel, gaps[sel], protocol))
             if len(gaps) > 1:
                 sec.comparisons[spec.name] = selection_comparison(gaps, spec)
@@ -126,25 +142,32 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
             sec.figures.append(make_figure(runs, spec, (selections or [spec.selection])[0], ctx))
     for sec in sections.values():
         sec.summary = summary_frame((t.spec, t.gap) for t in sec.tables)
+        pairs = [(t.spec, t.gap) for t in sec.tables]
+        sec.counts = counts_line(pairs)
+        sec.findings = table_findings(pairs) + documented_findings(runs, load_claims(root / sec.paper))
     used = sorted({r for sec in sections.values() for t in sec.tables for ids in t.gap["run_ids"] for r in ids}
                   | {r for sec in sections.values() for f in sec.figures for r in f.run_ids})
-    return Report(list(sections.values()), selections, profile, generated or now_iso(), code_version(), store,
+    others = not_evidence(runs)
+    return Report(list(sections.values()), selections, generated or now_iso(), code_version(), store,
                   int((runs["status"] == "done").sum()) if "status" in runs.columns else len(runs),
-                  provenance(runs, used), overview_table(runs, metric, dataset), notes, stale, include_stale)
+                  provenance(runs, used), overview_table(others, metric, dataset), notes, smoke_frame(others))
 
 
-def stale_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs whose ``stale`` column gives a reason: run id, method, dataset, suite, profile, reason."""
-    cols = ["run_id", "method", "dataset", "suite", "profile", "reason"]
-    if runs.empty or "stale" not in runs.columns:
+def smoke_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of a classified frame: run id, method, dataset, suite, profile, class, reason."""
+    cols = ["run_id", "method", "dataset", "suite", "profile", "class", "reason"]
+    if runs.empty:
         return pd.DataFrame(columns=cols)
-    sub = runs[runs["stale"].map(lambda v: isinstance(v, str) and bool(v))]
-    return pd.DataFrame({"run_id": sub["run_id"], "method": sub["method"], "dataset": sub["dataset"],
-                         "suite": sub.get("tag.suite", ""), "profile": sub.get("tag.profile", ""),
-                         "reason": sub["stale"]}, columns=cols).reset_index(drop=True)
+    stale = runs["stale"] if "stale" in runs.columns else pd.Series(None, index=runs.index)
+    reason = [s if c == "stale" and isinstance(s, str) else CLASS_LABELS[c] for c, s in zip(runs["class"], stale)]
+    tags = [r.get("tags") or {} for r in runs["record"]]
+    return pd.DataFrame({"run_id": runs["run_id"].values, "method": runs["method"].values,
+                         "dataset": runs["dataset"].values, "suite": [t.get("suite", "") for t in tags],
+                         "profile": [t.get("profile", "") for t in tags], "class": runs["class"].values,
+                         "reason": reason}, columns=cols).sort_values(["class", "run_id"]).reset_index(drop=True)
 
 
-def _reevaluations_needed(runs: pd.DataFrame, specs: list[ReportSpec], profile: str, untagged: bool) -> dict[str, set[str]]:
+def _reevaluations_needed(runs: pd.DataFrame, specs: list[ReportSpec]) -> dict[str, set[str]]:
     """run id -> names of the re-evaluations (``record:reeval.<name>...`` metrics) some table reads."""
     needed: dict[str, set[str]] = {}
     for spec in specs:
@@ -154,7 +177,7 @@ def _reevaluations_needed(runs: pd.DataFrame, specs: list[ReportSpec], profile: 
             name = col.metric[len(REEVAL_PREFIX):].split(".")[0]
             if name not in REEVALUATIONS:
                 raise SpecError(f"{spec.name}: unknown re-evaluation {name!r}; known: {sorted(REEVALUATIONS)}")
-            for run_id in match(spec_runs(runs, spec, profile, untagged), col.filters).get("run_id", []):
+            for run_id in match(spec_runs(runs, spec), col.filters).get("run_id", []):
                 needed.setdefault(run_id, set()).add(name)
     return needed
 
@@ -184,19 +207,64 @@ def _selection_text(report: Report) -> str:
     return ", ".join(f"`{s}` ({LABELS[s]})" for s in report.selections)
 
 
+def _smoke_line(report: Report) -> list[str]:
+    if report.smoke.empty:
+        return []
+    k = report.smoke["class"].value_counts()
+    parts = ", ".join(f"{int(k[c])} {c}" for c in ("quick", "untagged", "stale", "other", "unfinished") if c in k)
+    stale = (f"{int(k['stale'])} stored record(s) are stale (code changed since they ran) and are left out of every "
+             "cell and figure. ") if "stale" in k else ""
+    return [f"{stale}{len(report.smoke)} stored run(s) are not paper evidence ({parts}): listed in report.md, "
+            "'Smoke and untagged runs — not the papers' protocol', never in a paper cell or figure.", ""]
+
+
 def summary_text(report: Report) -> str:
-    """Per paper: the summary table and the list of cells with both numbers (within / outside)."""
-    out = []
-    if not report.stale.empty:
-        out += [f"{len(report.stale)} stored record(s) are stale (code changed since they ran) and "
-                + ("fill cells (--include-stale)." if report.include_stale else "are left out of every cell and figure;")
-                + " see report.md, 'Stale records'.", ""]
+    """Per paper: what reproduces and what doesn't, then the summary table (summary.md, the console)."""
+    out = _smoke_line(report)
     for sec in report.sections:
-        if sec.summary is None or sec.summary.empty:
-            continue
-        out += [f"## {sec.title} (`{sec.paper}`)", "", summary_markdown(sec.summary, sec.paper),
-                gap_list_markdown(gap_list(t.gap, t.spec) for t in sec.tables)]
+        out += [f"## {sec.title} (`{sec.paper}`)", "", sec.findings_markdown]
+        if sec.summary is not None and not sec.summary.empty:
+            out += [summary_markdown(sec.summary, sec.paper)]
     return "\n".join(out)
+
+
+def readme_block(report: Report) -> str:
+    """The README's findings block (between :data:`README_BEGIN` and :data:`README_END`): per paper,
+    the cell counts and each documented finding, one line each; nothing that changes between two
+    builds from the same store (no date, no commit)."""
+    lines = ["Generated from the committed store by `python -m benchmark report --update-readme` "
+             "(paper-profile runs of the current code only; details in `reports/generated/report.md`):", ""]
+    for sec in report.sections:
+        lines += readme_lines(sec.title, sec.paper, sec.counts, sec.findings)
+    return "\n".join(lines) + "\n"
+
+
+README_BEGIN, README_END = "<!-- findings:begin -->", "<!-- findings:end -->"
+
+
+def update_readme(path: Path, block: str) -> bool:
+    """Replace the text between the README markers by ``block``; True when the file changed.
+
+    Raises:
+        SpecError: the file lacks the markers (one of each, begin before end).
+    """
+    text = path.read_text(encoding="utf-8")
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or text.index(README_BEGIN) > text.index(README_END):
+        raise SpecError(f"{path}: needs one '{README_BEGIN}' line followed by one '{README_END}' line; add them "
+                        "where the findings should go")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    new = f"{head}{README_BEGIN}\n{block}{README_END}{tail}"
+    if new == text:
+        return False
+    path.write_text(new, encoding="utf-8")
+    return True
+
+
+def readme_findings(path: Path) -> str:
+    """The block currently between the markers of ``path`` (as :func:`readme_block` writes it)."""
+    text = path.read_text(encoding="utf-8")
+    return text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].removeprefix("\n")
 
 
 def report_markdown(report: Report, figure_dir: str = "figures") -> str:
@@ -206,13 +274,17 @@ def report_markdown(report: Report, figure_dir: str = "figures") -> str:
            f"Generated {report.generated} by biasbench {code.get('package')} at commit "
            f"{(code.get('commit') or 'unknown')[:10]}{' (with local changes)' if code.get('dirty') else ''}. "
            f"Result store: `{report.store}` ({report.n_runs} finished runs). Selection: {_selection_text(report)}. "
-           f"Budget profile: {report.profile}.", "",
-           "Each table cell: ours mean ± std over seeds (paper, Δ = ours − paper). A cell is *within tolerance* "
+           "Budget profile: **paper** — paper tables and figures read only paper-profile runs of the current code "
+           "(`benchmark.evidence`, the rule `status` counts by); every other run is listed at the end, under "
+           "'Smoke and untagged runs — not the papers' protocol'.", "",
+           "Each table cell: ours mean ± std over n seeds (paper, Δ = ours − paper). A cell is *within tolerance* "
            "when |Δ| ≤ max(the paper's tolerance, 2 × its std) (see results/papers/<paper>/README.md).", ""]
+    out += _smoke_line(report)
     for sec in report.sections:
         out += [f"## {sec.title} (`{sec.paper}`)", ""]
         if sec.citation:
             out += [f"*{sec.citation}*", ""]
+        out += [sec.findings_markdown]
         if sec.tables:
             out += ["### Summary", "", summary_markdown(sec.summary, sec.paper),
                     "Cells with both numbers:", "", gap_list_markdown(gap_list(t.gap, t.spec) for t in sec.tables)]
@@ -221,24 +293,29 @@ def report_markdown(report: Report, figure_dir: str = "figures") -> str:
         for name, comp in sec.comparisons.items():
             out += [f"### {name}: selection protocols side by side", "", selection_comparison_markdown(comp)]
         for f in sec.figures:
-            out += [f"### {f.spec.title}", ""]
+            out += [f"### {f.spec.title} — paper profile", ""]
             if f.figure is not None:
                 out += [f"![{f.spec.name}]({figure_dir}/{f.spec.name}.{f.selection}.png)", "",
-                        f"Selection: {LABELS[f.selection]}. Runs: {len(f.run_ids)}.", ""]
+                        f"Selection: {LABELS[f.selection]}. Paper-profile runs: {len(f.run_ids)} "
+                        "(each point says its n).", ""]
             out += [f"- {n}" for n in f.notes] + ([""] if f.notes else [])
     if report.notes:
         out += ["## Re-evaluation notes", "", *[f"- {n}" for n in report.notes], ""]
-    if not report.stale.empty:
-        use = "used in cells, marked here" if report.include_stale else "not used in any cell or figure"
-        out += [f"## Stale records ({len(report.stale)}: code changed since they ran; {use})", "",
-                "`python -m benchmark run --suite S --rerun-stale` retrains them.", "",
-                report.stale.to_markdown(index=False, tablefmt="github"), ""]
     out += ["## Provenance: runs read by this report", ""]
     if report.provenance.empty:
         out += ["No run was read.", ""]
     else:
         out += [report.provenance.to_markdown(index=False, tablefmt="github"), ""]
-    out += ["## Every stored run (last epoch, all suites)", "", report.overview, ""]
+    out += ["## Smoke and untagged runs — not the papers' protocol", ""]
+    if report.smoke.empty:
+        out += ["None: every stored run is paper evidence.", ""]
+    else:
+        out += ["These runs fill no paper cell and no figure point: quick (smoke budget), untagged (run outside a "
+                "suite), stale (code changed since: `python -m benchmark run --suite S --rerun-stale` retrains "
+                "them), other profiles (e.g. diagnostic) or unfinished. Their numbers are not comparable with the "
+                "papers'.", "",
+                "### Their classes", "", report.smoke.to_markdown(index=False, tablefmt="github"), "",
+                "### Their numbers (last epoch; mean ± std over seeds, n)", "", report.overview, ""]
     return "\n".join(out)
 
 

@@ -37,10 +37,9 @@ DPI = 150
 
 @dataclass
 class FigureContext:
-    """Run filtering options, and what figures that re-evaluate runs need (LNL Figure 5)."""
+    """What figures that re-evaluate runs need (LNL Figure 5). Every figure reads paper evidence
+    only (:func:`.runs.spec_runs`)."""
 
-    profile: str = "any"
-    untagged: bool = False
     home: Path | None = None
     data_root: Path | None = None
     device: str | None = "cpu"
@@ -80,7 +79,8 @@ def _empty(spec: ReportSpec, selection: str, why: str) -> FigureResult:
 
 def _no_runs_note(spec: ReportSpec) -> str:
     suites = ", ".join(spec.suite) or "any suite"
-    return f"not drawn: no finished runs match (suite {suites}; filters {spec.filters or 'none'})"
+    return (f"not drawn: no paper-profile run of the current code matches (suite {suites}; "
+            f"filters {spec.filters or 'none'})")
 
 
 def curve(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureContext) -> FigureResult:
@@ -89,7 +89,7 @@ def curve(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureConte
     ``100 − 100·bias_ratio``)."""
     opts = spec.figure_options
     x_col = opts["x"]
-    base = spec_runs(runs, spec, ctx.profile, ctx.untagged)
+    base = spec_runs(runs, spec)
     if base.empty or x_col not in base.columns:
         return _empty(spec, selection, _no_runs_note(spec))
     metrics = spec.columns or ()
@@ -104,13 +104,14 @@ def curve(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureConte
     for ri, row in enumerate(spec.rows):
         sub = _method_runs(base, row)
         for mi, col in enumerate(metrics):
-            xs, means, stds = [], [], []
+            xs, means, stds, ns = [], [], [], []
             for x, grp in sub.groupby(x_col, sort=True) if not sub.empty else []:
                 agg = aggregate(grp, selection, col.metric, spec.scale)
                 if agg.n:
                     xs.append(float(opts.get("x_offset", 0.0)) + float(opts.get("x_scale", 1.0)) * float(x))
                     means.append(agg.mean)
                     stds.append(0.0 if math.isnan(agg.std) else agg.std)
+                    ns.append(agg.n)
                     used.update(v.run_id for v in agg.values)
                 if agg.note:
                     notes.append(f"{row.label} at {x_col}={x}: {agg.note}")
@@ -121,6 +122,8 @@ def curve(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureConte
             label = row.label if len(metrics) == 1 else f"{row.label} — {col.label}"
             ax.errorbar(np.array(xs)[order], np.array(means)[order], yerr=np.array(stds)[order], capsize=3,
                         marker="os^vDP*X"[ri % 8], linestyle=styles[mi % len(styles)], color=f"C{ri}", label=label)
+            for x, y, n in zip(xs, means, ns):  # every point says how many seeds it pools
+                ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6, color=f"C{ri}")
     if not used:
         return _empty(spec, selection, _no_runs_note(spec))
     if opts.get("x_log"):
@@ -133,7 +136,7 @@ def curve(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureConte
     ax.set_ylabel(opts.get("y_label", metrics[0].metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(_short_title(spec), fontsize=10)
+    ax.set_title(_short_title(spec) + "\n(paper profile; n = seeds per point)", fontsize=10)
     return FigureResult(spec, fig, notes, tuple(sorted(used)), selection)
 
 
@@ -155,7 +158,7 @@ def group_matrix(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: Figu
     import seaborn as sns
     from ..selection import selected_row
     split = spec.figure_options.get("split", "test")
-    base = spec_runs(runs, spec, ctx.profile, ctx.untagged)
+    base = spec_runs(runs, spec)
     panels, used, notes = [], set(), []
     for row in spec.rows:
         values, note = choose_config(run_values(_method_runs(base, row), selection, f"{split}.acc"))
@@ -189,7 +192,7 @@ def group_matrix(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: Figu
         ax.set_xlabel(spec.figure_options.get("x_label", "bias class"), fontsize=8)
         ax.set_ylabel(spec.figure_options.get("y_label", "target class"), fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle(_short_title(spec, 140), fontsize=10)
+    fig.suptitle(_short_title(spec, 140) + " (paper profile)", fontsize=10)
     return FigureResult(spec, fig, notes, tuple(sorted(used)), selection)
 
 
@@ -197,7 +200,7 @@ def fixed_bias_confusion(runs: pd.DataFrame, spec: ReportSpec, selection: str, c
     """LNL Figure 5: per method, ten row-normalised confusion matrices (true × predicted digit), one
     per fixed mean colour, from each run's saved weights (averaged over seeds)."""
     from .reeval import NoWeights, fixed_colour_confusions
-    base = spec_runs(runs, spec, ctx.profile, ctx.untagged)
+    base = spec_runs(runs, spec)
     if selection != "last":
         note = [f"re-evaluated from the final weights: the `{selection}` selection does not apply to this figure"]
     else:
@@ -242,7 +245,7 @@ def fixed_bias_confusion(runs: pd.DataFrame, spec: ReportSpec, selection: str, c
                 ax.set_ylabel(f"{row.label}\n(n={n})\ntrue", fontsize=8)
             if r == len(rows) - 1:
                 ax.set_xlabel("pred.", fontsize=7)
-    fig.suptitle(f"{spec.title} — columns: mean colour of digit k in training", fontsize=9)
+    fig.suptitle(f"{spec.title} — columns: mean colour of digit k in training (paper profile)", fontsize=9)
     return FigureResult(spec, fig, notes, tuple(sorted(used)), "last")
 
 
@@ -250,7 +253,7 @@ def bias_head_curve(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: F
     """Bias-head accuracy per epoch (``<split>.bias_head_acc.<head>`` and ``train.bias_head_acc*``),
     mean ± std over seeds, with the 1/K line of uniform guessing."""
     split = spec.figure_options.get("split", "test")
-    base = spec_runs(runs, spec, ctx.profile, ctx.untagged)
+    base = spec_runs(runs, spec)
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     used, notes, chance = set(), [], {}
@@ -289,7 +292,7 @@ def bias_head_curve(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: F
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(_short_title(spec), fontsize=10)
+    ax.set_title(_short_title(spec) + " (paper profile)", fontsize=10)
     notes.append("the dotted line is 1/K (uniform guessing over the head's K classes), not the majority-class rate")
     return FigureResult(spec, fig, notes, tuple(sorted(used)), "last")
 
@@ -322,7 +325,7 @@ def score_histogram(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: F
     """Histograms stored in ``record["prepare"][<key ending in 'hist'>]`` as
     ``{"edges": [...], "aligned": [...], "conflicting": [...]}`` (counts per bin), majority vs
     minority, normalised to fractions of each group; the first run of each method row."""
-    base = spec_runs(runs, spec, ctx.profile, ctx.untagged)
+    base = spec_runs(runs, spec)
     found = []
     for row in spec.rows:
         sub = _method_runs(base, row)
@@ -348,7 +351,7 @@ def score_histogram(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: F
         ax.set_ylabel("fraction of group", fontsize=8)
         ax.set_title(f"{row.label} ({run_id})", fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle(_short_title(spec), fontsize=10)
+    fig.suptitle(_short_title(spec) + " (paper profile)", fontsize=10)
     return FigureResult(spec, fig, [], tuple(sorted({f[3] for f in found})), selection)
 
 

@@ -121,8 +121,9 @@ def _table_pages(t, title_prefix: str) -> list[Figure]:
             part = f" — {panel}" if panel else ""
             if len(cols) > 9:
                 part += f" (columns {start + 1}–{start + len(chunk)} of {len(cols)})"
-            fig = _page(f"{title_prefix}{spec.title}{part}",
-                        selection_line(spec, t.selection, t.protocol) + " Cells: ours mean ± std over seeds; "
+            fig = _page(f"{title_prefix}{spec.title}{part} — paper profile",
+                        selection_line(spec, t.selection, t.protocol) + " Cells: ours mean ± std (n = seeds) over "
+                        "paper-profile runs of the current code; "
                         "below: (paper, Δ). Bold: our best per column. Green: within tolerance; red: outside; "
                         f"grey: not yet run; yellow: runs exist but cannot be selected. {BIAS_MARK}: trains with "
                         "bias labels.")
@@ -138,7 +139,7 @@ def _table_pages(t, title_prefix: str) -> list[Figure]:
 
 
 def _figure_page(f) -> Figure:
-    fig = _page(f.spec.title, f"Selection: {LABELS[f.selection]}. Drawn from {len(f.run_ids)} stored run(s): "
+    fig = _page(f"{f.spec.title} — paper profile", f"Selection: {LABELS[f.selection]}. Drawn from {len(f.run_ids)} stored run(s): "
                 + (", ".join(f.run_ids[:20]) + (" …" if len(f.run_ids) > 20 else "")) if f.figure is not None
                 else "Not drawn.")
     if f.figure is not None:
@@ -218,8 +219,8 @@ def _title_page(report: Report) -> Figure:
              f"Code: biasbench {code.get('package')} at commit {(code.get('commit') or 'unknown')[:12]}"
              f"{' (with local changes)' if code.get('dirty') else ''}",
              f"Result store: {report.store} ({report.n_runs} finished runs; {len(report.provenance)} read here)",
-             f"Selection: {_selection_text(report).replace('`', '')}", f"Budget profile: {report.profile}", "",
-             "Cells: ours mean ± std over seeds, with (paper, Δ = ours − paper).",
+             f"Selection: {_selection_text(report).replace('`', '')}", "Budget profile: paper (tables and figures read paper-profile runs of the current code only)", "",
+             "Cells: ours mean ± std (n = seeds), with (paper, Δ = ours − paper).",
              "Within tolerance: |Δ| ≤ max(tolerance, 2 × the paper's std) — see results/papers/<paper>/README.md.", ""]
     for sec in report.sections:
         s = sec.summary

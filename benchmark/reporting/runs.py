@@ -13,12 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..evidence import paper_evidence
 from ..selection import Selected, balanced_acc, selected_row
 from .spec import UNSET, ReportSpec
-
-#: Preference between budget profiles when one cell has runs of several: paper first.
-PROFILE_RANK = {"paper": 0, "": 1, "quick": 2}
-PROFILES = ("paper", "quick", "any")
 
 
 def _is_unset(v: Any) -> bool:
@@ -51,25 +48,13 @@ def match(df: pd.DataFrame, filters: dict[str, Any]) -> pd.DataFrame:
     return df[mask]
 
 
-def spec_runs(df: pd.DataFrame, spec: ReportSpec, profile: str = "any", untagged: bool = False) -> pd.DataFrame:
-    """Finished runs a spec may read: status done, tagged with one of its suites (or untagged, when
-    ``untagged``), of the budget ``profile`` ("paper", "quick" or "any"), matching its filters."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r}; expected one of {PROFILES}")
+def spec_runs(df: pd.DataFrame, spec: ReportSpec) -> pd.DataFrame:
+    """The runs a spec may read: paper evidence for one of its suites
+    (:func:`benchmark.evidence.paper_evidence`, the rule ``status`` counts by) matching its filters.
+    A spec without suites reads the paper evidence of every suite."""
     if df.empty:
         return df
-    out = df[df["status"] == "done"] if "status" in df.columns else df
-    if spec.suite:
-        tags = out["tag.suite"] if "tag.suite" in out.columns else pd.Series(None, index=out.index, dtype=object)
-        keep = tags.isin(spec.suite)
-        if untagged:
-            keep |= tags.map(_is_unset)
-        out = out[keep]
-    if profile != "any":
-        if "tag.profile" not in out.columns:
-            return out.iloc[0:0]
-        out = out[out["tag.profile"] == profile]
-    return match(out, spec.filters)
+    return match(paper_evidence(df, spec.suite or None), spec.filters)
 
 
 def cell_runs(runs: pd.DataFrame, row, col) -> pd.DataFrame:
@@ -175,7 +160,7 @@ def run_values(runs: pd.DataFrame, selection: str, metric: str, scale: float = 1
 def choose_config(values: list[RunValue]) -> tuple[list[RunValue], str]:
     """Pool seeds of one configuration; when a cell holds several, keep one and say which rule chose.
 
-    Preference: the ``paper`` profile over untagged over ``quick``; then the highest mean selection
+    Preference: the highest mean selection
     score (the protocol's own validation criterion, as a hyperparameter search would); then the
     most seeds; then the newest. Returns the kept values and a note ("" when there was no choice).
     """
@@ -188,11 +173,10 @@ def choose_config(values: list[RunValue]) -> tuple[list[RunValue], str]:
     def rank(vs: list[RunValue]):
         scores = [v.selected.score for v in vs if v.selected is not None and v.selected.score is not None]
         mean_score = sum(scores) / len(scores) if scores and len(scores) == len(vs) else -math.inf
-        return (-min(PROFILE_RANK.get(v.profile, 1) for v in vs), mean_score,
-                sum(v.value is not None for v in vs), max(v.created for v in vs))
+        return mean_score, sum(v.value is not None for v in vs), max(v.created for v in vs)
 
     best = max(groups.values(), key=rank)
-    return best, f"chose 1 of {len(groups)} configurations (profile, then selection score, seeds, newest)"
+    return best, f"chose 1 of {len(groups)} configurations (selection score, then seeds, newest)"
 
 
 @dataclass(frozen=True)

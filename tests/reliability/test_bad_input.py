@@ -54,6 +54,8 @@ CASES = [
     ("probe of an unknown run", ["probe", "--run-id", "feedbeef"], ["feedbeef"]),
     ("report of an unknown spec", ["report", "--spec", "nope.table9", "--out", "{tmp}/rep"], ["nope.table9"]),
     ("report from a missing specs folder", ["report", "--specs-dir", "{tmp}/nospecs", "--out", "{tmp}/rep"], ["nospecs"]),
+    ("README block from some specs", ["report", "--update-readme", "--spec", "lnl.table1", "--out", "{tmp}/rep"],
+     ["--update-readme", "drop --spec"]),
     ("unknown option of list", ["list", "--bogus"], ["unrecognized arguments: --bogus"]),
     ("unknown command", ["frobnicate"], ["invalid choice: 'frobnicate'"]),
 ]
