@@ -60,14 +60,17 @@ def _cell(values: list[float]) -> Cell:
 
 
 def _runs(frame: pd.DataFrame, method: str, profile: str) -> pd.DataFrame:
+    """The cell's runs of ``profile``: for "paper" exactly the paper evidence the report reads
+    (:mod:`benchmark.evidence`: finished, current code), for "demo" the finished demo runs of current code."""
+    from .evidence import classify, paper_evidence, profile_class
     if frame.empty or "tag.suite" not in frame.columns or "tag.profile" not in frame.columns:
         return frame.iloc[0:0]
-    sel = frame[(frame["tag.suite"] == SUITE) & (frame["tag.profile"] == profile) & (frame["method"] == method)
-                & (frame["status"] == "done")]
+    frame = classify(frame)
+    pool = paper_evidence(frame, [SUITE]) if profile == "paper" else frame[
+        (frame["class"] == profile_class(profile)) & (frame["tag.suite"] == SUITE) & (frame["tag.profile"] == profile)]
+    sel = pool[pool["method"] == method]
     if "p.conflicting_ratio" in sel.columns:
         sel = sel[(sel["p.conflicting_ratio"] - CONFLICTING_RATIO).abs() < 1e-9]
-    if "stale" in sel.columns:  # benchmark.provenance.mark_stale: code changed since the run
-        sel = sel[~sel["stale"].map(lambda v: isinstance(v, str) and bool(v))]
     return sel
 
 
@@ -128,9 +131,10 @@ def _findings(rows: list[dict]) -> list[str]:
 
 def paper_budget_cost(frame: pd.DataFrame) -> str:
     """How long the suite's paper profile took, from its stored records' wall times."""
+    from .evidence import paper_evidence
     if frame.empty or "tag.suite" not in frame.columns:
         return "not measured"
-    sel = frame[(frame["tag.suite"] == SUITE) & (frame["tag.profile"] == "paper") & (frame["status"] == "done")]
+    sel = paper_evidence(frame, [SUITE])
     if sel.empty:
         return "not measured"
     per = sel.groupby("method")["wall_time_s"].agg(["min", "median"])

@@ -27,6 +27,7 @@ def _as_demo(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
     sel["tag.profile"] = "demo"
     sel["epochs"] = epoch
     sel["run_id"] = sel["run_id"] + "-demo"
+    sel["record"] = [{**rec, "tags": {**rec["tags"], "profile": "demo"}} for rec in sel["record"]]
     return sel
 
 
