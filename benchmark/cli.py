@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="test.acc", help="metric of the every-run overview table (default test.acc)")
     p.add_argument("--dataset", help="overview table: only this dataset")
     p.add_argument("--data-root", help="dataset files for re-evaluations (default $BENCHMARK_DATA_ROOT, ...)")
+    _add_html_options(p)
     _add_common(p)
 
     p = sub.add_parser("ui", help="open the MLflow UI on the tracking store")
@@ -745,7 +746,8 @@ def cmd_report(args) -> int:
         raise UsageError(f"--specs-dir {args.specs_dir}: no such folder (the default is reports/specs)")
     try:
         specs = load_specs(args.specs_dir, args.spec)
-        report = build_report(mark_stale(store.query()), load_references(), specs, selections=args.selection,
+        runs = mark_stale(store.query())
+        report = build_report(runs, load_references(), specs, selections=args.selection,
                               profile=args.profile, untagged=args.untagged, store=str(store.root),
                               include_stale=args.include_stale,
                               metric=args.metric, dataset=args.dataset,
@@ -754,12 +756,32 @@ def cmd_report(args) -> int:
     except (SpecError, ValueError) as e:
         raise UsageError(str(e)) from None
     written = write_report(report, args.out, pdf=args.pdf)
+    if args.html:
+        written += _write_dashboard(report, runs, args)
     print(report.overview)
     print()
     print(summary_text(report))
     print(f"wrote {len(written)} file(s) under {args.out}: report.md, summary.md, tables/, figures/, runs.csv"
-          + (", report.pdf" if args.pdf else ""))
+          + (", report.pdf" if args.pdf else "") + (", site/ (open site/index.html)" if args.html else ""))
     return 0
+
+
+# ------------------------------------------------------------------------- report --html: the dashboard
+def _add_html_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--html", action="store_true",
+                   help="also write the reproduction dashboard, a static web site: <out>/site/index.html (per paper "
+                        "the summary, per artefact the table coloured by the gap, per run its spec, code version, "
+                        "curves and MLflow link); open it in a browser, no server needed")
+    p.add_argument("--tracking-uri", help="with --html: MLflow store whose runs the run pages link to (default "
+                   "$MLFLOW_TRACKING_URI or the embedded SQLite store; not created when absent)")
+
+
+def _write_dashboard(report, runs, args) -> list:
+    from .reporting.html import locate_in_mlflow, write_site
+    from .tracking import default_tracking_uri
+    read = list(report.provenance["run_id"]) if not report.provenance.empty else []
+    mlflow = locate_in_mlflow(args.tracking_uri or default_tracking_uri(), read)
+    return write_site(report, args.out, runs, mlflow)
 
 
 def cmd_ui(args) -> int:
