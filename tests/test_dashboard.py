@@ -2,12 +2,20 @@
 
 A small store of records written through ``ResultStore`` (a reduced PGD Table 1 with cells within
 tolerance, outside it and not run, plus LNL Figure 4's curve), mirrored to a real embedded MLflow
-store; the site is written and Chromium dumps the DOM of its pages and screenshots them.
+store; the site is written and Chromium dumps the DOM of its pages and screenshots them. The slow
+test serves that store with a real ``mlflow server`` and follows a run page's link into it.
 """
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,7 +24,7 @@ import pytest
 
 from benchmark.references import load_references
 from benchmark.reporting import FigureContext, build_report, load_spec
-from benchmark.reporting.html import MlflowRuns, locate_in_mlflow, write_site
+from benchmark.reporting.html import locate_in_mlflow, write_site
 from benchmark.store import ResultStore
 from benchmark.tracking import MLflowMirror
 
@@ -178,10 +186,40 @@ def test_screenshots_are_not_blank(site):
         assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50 and pixels.std() > 10
 
 
-def test_server_links_point_at_the_run_in_the_mlflow_ui(site, tmp_path):
-    """With a server URI the run page links to the run in its UI (the server itself: the slow test below)."""
-    report, runs, ids = site["report"], site["runs"], site["mlflow"].ids
-    write_site(report, tmp_path, runs, MlflowRuns("http://127.0.0.1:5005/", ids))
-    dom = _Dom((tmp_path / "site" / "runs" / "aaaa000000000001.html").read_text(encoding="utf-8"))
-    exp, run = ids["aaaa000000000001"]
-    assert [a["href"] for a, _ in dom.find("a", **{"class": "mlflow"})] == [f"http://127.0.0.1:5005/#/experiments/{exp}/runs/{run}"]
+@pytest.mark.slow
+def test_server_links_open_the_run_in_a_real_mlflow_server(site, tmp_path):
+    """With a server URI, each run page links to the run in that server's UI (``#/experiments/E/runs/R``)."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", site["mlflow"].uri, "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, f"mlflow server did not start on {url}"
+            time.sleep(0.5)
+        mlflow = locate_in_mlflow(url, site["report"].provenance["run_id"])
+        assert mlflow.ids == site["mlflow"].ids  # found through the server's REST API
+        write_site(site["report"], tmp_path, site["runs"], mlflow)
+        dom = _Dom((tmp_path / "site" / "runs" / "aaaa000000000001.html").read_text(encoding="utf-8"))
+        exp, run = mlflow.ids["aaaa000000000001"]
+        assert [a["href"] for a, _ in dom.find("a", **{"class": "mlflow"})] == [f"{url}/#/experiments/{exp}/runs/{run}"]
+        with urllib.request.urlopen(f"{url}/api/2.0/mlflow/runs/get?run_id={run}", timeout=10) as r:
+            tags = {t["key"]: t["value"] for t in json.load(r)["run"]["data"]["tags"]}
+        assert tags["run_id"] == "aaaa000000000001" and r.status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
