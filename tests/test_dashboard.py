@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -49,6 +50,14 @@ def _record(run_id: str, method: str, dataset: str, params: dict, seed: int, sui
 def _ratio_metrics(val: float, aligned: float, conflicting: float) -> list[dict]:
     return [{"val": {"acc": val - 0.1}, "test": {"acc": 0.5, "aligned_acc": aligned - 0.1, "conflicting_acc": 0.1}},
             {"val": {"acc": val}, "test": {"acc": 0.6, "aligned_acc": aligned, "conflicting_acc": conflicting}}]
+
+
+@dataclass
+class Finding:
+    kind: str
+    text: str
+    run_ids: list[str]
+    spec: str
 
 
 class _Dom(HTMLParser):
@@ -115,6 +124,9 @@ def site(tmp_path_factory):
     runs = store.query()
     specs = [load_spec(FIXTURES / "specs" / "pgd.table1_cm.toml"), load_spec(FIXTURES / "specs" / "lnl.figure4.toml")]
     report = build_report(runs, load_references(), specs, ctx=FigureContext(reevaluate=False))
+    lnl = report.sections[0]  # the findings Helper A's report carries per paper (PaperSection.findings)
+    lnl.findings = [Finding("not_run", "Figure 4: <no curve> for LNL yet", [], "lnl.figure4"),
+                    Finding("within", "Vanilla's 99.5 % cells reproduce", ["aaaa000000000001"], "pgd.table1_cm")]
     mlflow = locate_in_mlflow(uri, report.provenance["run_id"])
     written = write_site(report, tmp / "out", runs, mlflow)
     return {"tmp": tmp, "root": tmp / "out" / "site", "written": written, "mlflow": mlflow, "report": report,
@@ -130,6 +142,9 @@ def test_index_shows_each_papers_summary_and_links_every_artefact(site):
     rows = [t for _, t in dom.find("tr") if "PGD Table 1 (fixture)" in t]
     # 18 paper cells: within 3 (Vanilla 99.5 % val and minor, PGD 99 % val: |Δ| <= 2), outside 3, not run 12
     assert rows == ["PGD Table 1 (fixture): Colored MNIST at bias ratios 99.5/99/95% biased_val 18 3 3 12 0"]
+    findings = [(a["data-kind"], t) for a, t in dom.find("li", **{"data-kind": True})]
+    assert findings == [("not_run", "Figure 4: <no curve> for LNL yet ( lnl.figure4 )"),
+                        ("within", "Vanilla's 99.5 % cells reproduce ( pgd.table1_cm ) — runs: aaaa0000")]
     links = [a["href"] for a, _ in dom.find("a")]
     assert "artefacts/pgd.table1_cm.biased_val.html" in links and "artefacts/lnl.figure4.last.html" in links
     for href in links:

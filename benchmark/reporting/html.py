@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -97,6 +98,10 @@ def locate_in_mlflow(uri: str, run_ids: Iterable[str]) -> MlflowRuns:
     wanted = set(run_ids)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         return MlflowRuns(uri, problem="no MLflow store yet")
+    if uri.startswith(("http://", "https://")):
+        from ..tracking import HTTP_DEFAULTS
+        for k, v in HTTP_DEFAULTS.items():  # seconds, not MLflow's minutes of retries, for a dead server
+            os.environ.setdefault(k, v)
     try:
         from mlflow.tracking import MlflowClient
 
