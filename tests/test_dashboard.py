@@ -1,9 +1,9 @@
 """The reproduction dashboard (``report --html``), rendered by a real browser (headless Chromium).
 
 A small store of records written through ``ResultStore`` (a reduced PGD Table 1 with cells within
-tolerance, outside it and not run, plus LNL Figure 4's curve), mirrored to a real embedded MLflow
-store; the site is written and Chromium dumps the DOM of its pages and screenshots them. The slow
-test serves that store with a real ``mlflow server`` and follows a run page's link into it.
+tolerance, outside it and not run, plus LNL Figure 4's curve); the site is written and Chromium
+dumps the DOM of its pages and screenshots them. The slow test mirrors the store to a real embedded
+MLflow store, serves it with a real ``mlflow server`` and follows a run page's link into it.
 """
 from __future__ import annotations
 
@@ -119,8 +119,7 @@ def site(tmp_path_factory):
     ]
     for r in records:
         store.put(r)
-    uri = f"sqlite:///{tmp / 'mlflow' / 'mlflow.db'}"
-    assert not MLflowMirror(uri).sync(store).failed
+    uri = f"sqlite:///{tmp / 'mlflow' / 'mlflow.db'}"  # not mirrored here (seconds); the slow test mirrors
     runs = store.query()
     specs = [load_spec(FIXTURES / "specs" / "pgd.table1_cm.toml"), load_spec(FIXTURES / "specs" / "lnl.figure4.toml")]
     report = build_report(runs, load_references(), specs, ctx=FigureContext(reevaluate=False))
@@ -179,9 +178,10 @@ def test_artefact_page_lays_out_the_table_coloured_by_the_gap_with_working_run_l
     assert len(curves) == 1 and (run_page.parent / curves[0]["src"]).stat().st_size > 1000
     assert ["note", INJECTED] in [t.split(" ", 1) for _, t in run.find("tr")]  # shown as text, not markup
     assert not run.find("b")
-    exp, mlflow_run = site["mlflow"].ids["bbbb000000000001"]
-    mlflow_links = [a["href"] for a, _ in run.find("a", **{"class": "mlflow"})]
-    assert mlflow_links == [f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{mlflow_run}"]
+    # no MLflow store yet: the page says how to make and open one, and the look-up did not create it
+    uri = site["mlflow"].uri
+    assert any(f"python -m benchmark ui --tracking-uri {uri} mirrors the store" in t for _, t in run.find("p"))
+    assert not run.find("a", **{"class": "mlflow"}) and not Path(uri[len("sqlite:///"):]).exists()
 
 
 def test_figure_page_shows_the_drawn_figure(site):
@@ -204,9 +204,19 @@ def test_screenshots_are_not_blank(site):
 @pytest.mark.slow
 def test_server_links_open_the_run_in_a_real_mlflow_server(site, tmp_path):
     """With a server URI, each run page links to the run in that server's UI (``#/experiments/E/runs/R``)."""
+    uri = site["mlflow"].uri
+    store = ResultStore(site["tmp"] / "runs")
+    assert not MLflowMirror(uri).sync(store).failed
+    local = locate_in_mlflow(uri, site["report"].provenance["run_id"])
+    assert sorted(local.ids) == sorted(site["report"].provenance["run_id"])
+    write_site(site["report"], tmp_path / "local", site["runs"], local)
+    dom = _Dom((tmp_path / "local" / "site" / "runs" / "aaaa000000000001.html").read_text(encoding="utf-8"))
+    exp, run = local.ids["aaaa000000000001"]  # a local store: the link works once `benchmark ui` serves it
+    assert [a["href"] for a, _ in dom.find("a", **{"class": "mlflow"})] == [
+        f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{run}"]
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", site["mlflow"].uri, "--workers", "1"],
+                             "--backend-store-uri", uri, "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -221,7 +231,7 @@ def test_server_links_open_the_run_in_a_real_mlflow_server(site, tmp_path):
             assert proc.poll() is None and time.time() < deadline, f"mlflow server did not start on {url}"
             time.sleep(0.5)
         mlflow = locate_in_mlflow(url, site["report"].provenance["run_id"])
-        assert mlflow.ids == site["mlflow"].ids  # found through the server's REST API
+        assert mlflow.ids == local.ids  # found through the server's REST API
         write_site(site["report"], tmp_path, site["runs"], mlflow)
         dom = _Dom((tmp_path / "site" / "runs" / "aaaa000000000001.html").read_text(encoding="utf-8"))
         exp, run = mlflow.ids["aaaa000000000001"]
