@@ -777,11 +777,14 @@ def _add_html_options(p: argparse.ArgumentParser) -> None:
 
 
 def _write_dashboard(report, runs, args) -> list:
-    from .reporting.html import locate_in_mlflow, write_site
+    from .reporting.html import SiteError, locate_in_mlflow, write_site
     from .tracking import default_tracking_uri
     read = list(report.provenance["run_id"]) if not report.provenance.empty else []
     mlflow = locate_in_mlflow(args.tracking_uri or default_tracking_uri(), read)
-    return write_site(report, args.out, runs, mlflow)
+    try:
+        return write_site(report, args.out, runs, mlflow)
+    except SiteError as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_ui(args) -> int:

@@ -25,7 +25,7 @@ import pytest
 
 from benchmark.references import load_references
 from benchmark.reporting import FigureContext, build_report, load_spec
-from benchmark.reporting.html import locate_in_mlflow, write_site
+from benchmark.reporting.html import SiteError, locate_in_mlflow, write_site
 from benchmark.store import ResultStore
 from benchmark.tracking import MLflowMirror
 
@@ -248,3 +248,31 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_report_html_replaces_its_own_site(site, tmp_path):
+    """The command line: ``report --html`` writes ``<out>/site``, replacing a previous dashboard whole
+    (no page of a run it no longer reads lingers)."""
+    shutil.copytree(site["root"], tmp_path / "out" / "site")
+    stray = tmp_path / "out" / "site" / "runs" / "cccc000000000000.html"
+    assert stray.is_file()
+    # --include-stale: these records carry no code fingerprint, so they count as stale
+    cmd = [sys.executable, "-m", "benchmark", "report", "--html", "--no-reeval", "--include-stale", "--results-dir",
+           str(site["tmp"] / "runs"), "--specs-dir", str(FIXTURES / "specs"), "--spec", "pgd.table1_cm",
+           "--home", str(tmp_path / "home"), "--out", str(tmp_path / "out")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "site/ (open site/index.html)" in out.stdout
+    index = (tmp_path / "out" / "site" / "index.html").read_text(encoding="utf-8")
+    assert "PGD Table 1 (fixture)" in index and "LNL Figure 4" not in index
+    run_page = (tmp_path / "out" / "site" / "runs" / "bbbb000000000001.html").read_text(encoding="utf-8")
+    assert not stray.exists() and "<dt>stale</dt><dd>no code fingerprint" in run_page
+    assert not (tmp_path / "home" / "mlflow.db").exists()  # the MLflow look-up creates no store
+
+
+def test_a_site_folder_it_did_not_write_is_left_alone(site, tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "notes.txt").write_text("mine")
+    with pytest.raises(SiteError, match="is not a dashboard written by `report --html`; move it away"):
+        write_site(site["report"], tmp_path, site["runs"])
+    assert [p.name for p in (tmp_path / "site").iterdir()] == ["notes.txt"]

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ from .tables import (DASH, NO_REFERENCE, NO_SELECTION, NOT_RUN, OUTSIDE, STATUSE
                      selection_line, units, uses_bias_labels)
 
 SITE = "site"
+#: Marks every page, so that rewriting a site replaces only a folder this module wrote.
+GENERATOR = '<meta name="generator" content="biasbench report --html">'
 #: CSS class of a cell per gap status, and what the legend says about it.
 STATUS_CLASS = {WITHIN: "within", OUTSIDE: "outside", NOT_RUN: "not-run", NO_SELECTION: "no-selection",
                 NO_REFERENCE: "no-reference"}
@@ -70,6 +73,10 @@ ul.findings li { background: none; }
 img { max-width: 100%; border: 1px solid #ddd; } code, pre { background: #f5f5f5; padding: 0 .2rem; }
 dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; } dt { font-weight: bold; }
 """
+
+
+class SiteError(ValueError):
+    """The site cannot be written where asked (the message names the folder and the fix)."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,7 @@ def _text(v: str) -> str:
 def _page(title: str, body: list[str], root: str) -> str:
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">', f"<title>{_e(title)}</title>",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">', GENERATOR, f"<title>{_e(title)}</title>",
         f'<link rel="stylesheet" href="{root}style.css">', "</head>", "<body>",
         f'<nav><a href="{root}index.html">Reproduction dashboard</a> · <a href="{root}runs.html">Runs read</a></nav>',
         *body, "</body>", "</html>", ""])
@@ -412,6 +419,9 @@ def write_site(report: Report, out_dir: str | Path, runs: pd.DataFrame,
                mlflow: MlflowRuns | None = None) -> list[Path]:
     """Write the dashboard under ``<out_dir>/site/``; returns the files written.
 
+    A previous site in that folder is replaced whole; a folder of that name that this function did
+    not write raises :class:`SiteError` and is left untouched.
+
     Args:
         report: ``build_report``'s result.
         out_dir: the report's output folder.
@@ -419,6 +429,12 @@ def write_site(report: Report, out_dir: str | Path, runs: pd.DataFrame,
         mlflow: where the runs are in MLflow (:func:`locate_in_mlflow`); None = no MLflow line.
     """
     site = Path(out_dir) / SITE
+    if site.exists():  # a previous site: replaced whole, so no page of a run no longer read lingers
+        index = site / "index.html"
+        if not (index.is_file() and GENERATOR in index.read_text(encoding="utf-8", errors="replace")):
+            raise SiteError(f"{site} exists and is not a dashboard written by `report --html`; "
+                            "move it away or choose another --out")
+        shutil.rmtree(site)
     for sub in ("artefacts", "runs", "figures"):
         (site / sub).mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
