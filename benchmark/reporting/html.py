@@ -27,7 +27,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -263,7 +263,8 @@ def _index_page(report: Report, pages: dict[str, str], have: set[str]) -> str:
     commit = (code.get("commit") or "unknown")[:10] + (" (with local changes)" if code.get("dirty") else "")
     body = ["<h1>Reproduction dashboard</h1>",
             f'<p class="meta">Generated {_e(report.generated)} by biasbench {_e(code.get("package"))} at commit '
-            f"{_e(commit)}. Result store: <code>{_e(report.store)}</code> ({report.n_runs} finished runs; "
+            f"{_e(commit)}. Result store: {f'<code>{_e(report.store)}</code> ' if report.store else ''}"
+            f"({report.n_runs} finished runs; "
             f'{len(have)} read by this report, see <a href="runs.html">runs read</a>). Budget profile: '
             f"{_e(report.profile)}.</p>"]
     if not report.stale.empty:
@@ -439,8 +440,8 @@ def write_site(report: Report, out_dir: str | Path, runs: pd.DataFrame,
         (site / sub).mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
-    def put(rel: str, text: str) -> None:
-        p = site / rel
+    def put(href: str, text: str) -> None:
+        p = site / unquote(href)  # the file the (percent-encoded) relative link names
         p.write_text(text, encoding="utf-8")
         written.append(p)
 
