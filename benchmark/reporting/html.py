@@ -209,7 +209,7 @@ def _table_page(t: TableResult, have: set[str]) -> str:
             f"<p>Each cell: ours mean ± std over seeds, in {_e(units(spec.scale))}; n = seeds; the paper's value, "
             f"Δ = ours − paper and the tolerance; bold: our best in the column; § : the method trains with bias "
             f"labels. Cells: {k[WITHIN]} within tolerance, {k[OUTSIDE]} outside, {k[NOT_RUN]} not yet run, "
-            f"{k[NO_REFERENCE]} without a paper value.</p>", _legend()]
+            f"{k[NO_SELECTION]} not selectable, {k[NO_REFERENCE]} without a paper value.</p>", _legend()]
     for panel in spec.panels:
         cols = [(i, c) for i, c in enumerate(spec.columns) if c.panel == panel]
         if panel:
