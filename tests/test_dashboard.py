@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark.provenance import fingerprint
 from benchmark.references import load_references
 from benchmark.reporting import FigureContext, build_report, load_spec
 from benchmark.reporting.html import SiteError, locate_in_mlflow, write_site
@@ -37,13 +38,14 @@ INJECTED = "<b>bold?</b>"  # a hyperparameter value that must be shown as text, 
 
 
 def _record(run_id: str, method: str, dataset: str, params: dict, seed: int, suite: str, metrics: list[dict]) -> dict:
-    """A finished record whose history holds ``metrics`` (one dict of split -> values per epoch)."""
+    """A finished paper-profile record of the current code (not stale) whose history holds ``metrics``
+    (one dict of split -> values per epoch)."""
     history = [{"epoch": i + 1, "train.loss": 1.0 / (i + 1), **m} for i, m in enumerate(metrics)]
+    spec = {"method": method, "dataset": dataset, "dataset_params": params, "seed": seed, "epochs": len(metrics),
+            "hparams": {"lr": 0.001, "note": INJECTED}, "max_train": None}
+    code = {"commit": "0123456789abcdef", "dirty": False, "package": "0.1.0", "fingerprint": fingerprint(spec)}
     return {"run_id": run_id, "status": "done", "created": "2026-11-30T00:00:00+00:00", "device": "cpu:2 threads",
-            "wall_time_s": 12.5, "code": {"commit": "0123456789abcdef", "dirty": False, "package": "0.1.0"},
-            "tags": {"suite": suite, "profile": "paper"},
-            "spec": {"method": method, "dataset": dataset, "dataset_params": params, "seed": seed, "epochs": len(metrics),
-                     "hparams": {"lr": 0.001, "note": INJECTED}, "max_train": None},
+            "wall_time_s": 12.5, "code": code, "tags": {"suite": suite, "profile": "paper"}, "spec": spec,
             "history": history, "final": {"test": dict(history[-1]["test"])}}
 
 
@@ -256,8 +258,7 @@ def test_report_html_replaces_its_own_site(site, tmp_path):
     shutil.copytree(site["root"], tmp_path / "out" / "site")
     stray = tmp_path / "out" / "site" / "runs" / "cccc000000000000.html"
     assert stray.is_file()
-    # --include-stale: these records carry no code fingerprint, so they count as stale
-    cmd = [sys.executable, "-m", "benchmark", "report", "--html", "--no-reeval", "--include-stale", "--results-dir",
+    cmd = [sys.executable, "-m", "benchmark", "report", "--html", "--no-reeval", "--results-dir",
            str(site["tmp"] / "runs"), "--specs-dir", str(FIXTURES / "specs"), "--spec", "pgd.table1_cm",
            "--home", str(tmp_path / "home"), "--out", str(tmp_path / "out")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
@@ -266,7 +267,7 @@ def test_report_html_replaces_its_own_site(site, tmp_path):
     index = (tmp_path / "out" / "site" / "index.html").read_text(encoding="utf-8")
     assert "PGD Table 1 (fixture)" in index and "LNL Figure 4" not in index
     run_page = (tmp_path / "out" / "site" / "runs" / "bbbb000000000001.html").read_text(encoding="utf-8")
-    assert not stray.exists() and "<dt>stale</dt><dd>no code fingerprint" in run_page
+    assert not stray.exists() and "<dt>code fingerprint</dt>" in run_page and "<dt>stale</dt>" not in run_page
     assert not (tmp_path / "home" / "mlflow.db").exists()  # the MLflow look-up creates no store
 
 
