@@ -71,6 +71,7 @@ ul.findings li.within { border-left-color: #2e8b57; } ul.findings li.outside { b
 ul.findings li.not_run { border-left-color: #888; } ul.findings li.documented { border-left-color: #d4a017; }
 ul.findings li { background: none; }
 img { max-width: 100%; border: 1px solid #ddd; } code, pre { background: #f5f5f5; padding: 0 .2rem; }
+.scroll { overflow-x: auto; } table.provenance { font-size: .8rem; }
 dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; } dt { font-weight: bold; }
 """
 
@@ -310,7 +311,8 @@ def _runs_page(prov: pd.DataFrame, have: set[str]) -> str:
         rows.append("<tr><td>" + first + "</td>" + "".join(f"<td>{_e('' if _missing(v) else v)}</td>"
                                                             for v in vals[1:]) + "</tr>")
     return _page("Runs read", ["<h1>Runs read by this report</h1>",
-                               f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"], "")
+                               f'<div class="scroll"><table class="provenance"><thead><tr>{head}</tr></thead>'
+                               f"<tbody>{''.join(rows)}</tbody></table></div>"], "")
 
 
 def _missing(v: Any) -> bool:
