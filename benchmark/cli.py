@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metric of the smoke and untagged runs' table (default test.acc)")
     p.add_argument("--dataset", help="smoke and untagged runs' table: only this dataset")
     p.add_argument("--data-root", help="dataset files for re-evaluations (default $BENCHMARK_DATA_ROOT, ...)")
+    _add_html_options(p)
     _add_common(p)
 
     p = sub.add_parser("ui", help="open the MLflow UI on the tracking store")
@@ -805,7 +806,8 @@ def cmd_report(args) -> int:
         raise UsageError(f"--update-readme: no README.md at {readme} (it needs a source checkout: pip install -e .)")
     try:
         specs = load_specs(args.specs_dir, args.spec)
-        report = build_report(mark_stale(store.query()), load_references(), specs, selections=args.selection,
+        runs = mark_stale(store.query())
+        report = build_report(runs, load_references(), specs, selections=args.selection,
                               store=str(store.root), metric=args.metric, dataset=args.dataset,
                               ctx=FigureContext(home=default_home(), data_root=args.data_root,
                                                 reevaluate=not args.no_reeval))
@@ -813,6 +815,8 @@ def cmd_report(args) -> int:
     except (SpecError, ValueError) as e:
         raise UsageError(str(e)) from None
     written = write_report(report, args.out, pdf=args.pdf)
+    if args.html:
+        written += _write_dashboard(report, runs, args)
     print(summary_text(report))
     print("## Smoke and untagged runs — not the papers' protocol\n")
     print(report.overview)
@@ -820,8 +824,29 @@ def cmd_report(args) -> int:
     if changed is not None:
         print(f"README.md findings block {'rewritten' if changed else 'already up to date'} ({readme})")
     print(f"wrote {len(written)} file(s) under {args.out}: report.md, summary.md, tables/, figures/, runs.csv"
-          + (", report.pdf" if args.pdf else ""))
+          + (", report.pdf" if args.pdf else "") + (", site/ (open site/index.html)" if args.html else ""))
     return 0
+
+
+# ------------------------------------------------------------------------- report --html: the dashboard
+def _add_html_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--html", action="store_true",
+                   help="also write the reproduction dashboard, a static web site: <out>/site/index.html (per paper "
+                        "the summary, per artefact the table coloured by the gap, per run its spec, code version, "
+                        "curves and MLflow link); open it in a browser, no server needed")
+    p.add_argument("--tracking-uri", help="with --html: MLflow store whose runs the run pages link to (default "
+                   "$MLFLOW_TRACKING_URI or the embedded SQLite store; not created when absent)")
+
+
+def _write_dashboard(report, runs, args) -> list:
+    from .reporting.html import SiteError, locate_in_mlflow, write_site
+    from .tracking import default_tracking_uri
+    read = list(report.provenance["run_id"]) if not report.provenance.empty else []
+    mlflow = locate_in_mlflow(args.tracking_uri or default_tracking_uri(), read)
+    try:
+        return write_site(report, args.out, runs, mlflow)
+    except SiteError as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_ui(args) -> int:
