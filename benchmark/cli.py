@@ -141,11 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--untagged", action="store_true", help="also read runs that carry no suite tag")
     p.add_argument("--include-stale", action="store_true",
                    help="let records whose code changed since fill cells (default: listed apart, not used)")
-    p.add_argument("--no-reeval", action="store_true",
-                   help="do not re-evaluate saved weights (LNL Figure 5 is then skipped)")
     p.add_argument("--metric", default="test.acc", help="metric of the every-run overview table (default test.acc)")
     p.add_argument("--dataset", help="overview table: only this dataset")
-    p.add_argument("--data-root", help="dataset files for re-evaluations (default $BENCHMARK_DATA_ROOT, ...)")
     _add_common(p)
 
     p = sub.add_parser("ui", help="open the MLflow UI on the tracking store")
@@ -176,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_sweep_parser(sub)
     _add_perf_parser(sub)
+    _add_reeval_parser(sub)
     for p in sub.choices.values():  # `run ... --debug` as well as `--debug run ...`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
@@ -563,6 +561,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
             mirror.sync(store)
         print(summary.render(), flush=True)
         failed += len(summary.failed)
+    _reeval_after_run(args, store, {r.run_id for r in todo}, sorted({r.tags["suite"] for r in todo}))
     return 1 if failed else 0
 
 
@@ -734,9 +733,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .paths import default_home
     from .references import load_references
-    from .reporting import FigureContext, SpecError, build_report, load_specs, write_report
+    from .reporting import SpecError, build_report, load_specs, write_report
     from .provenance import mark_stale
     from .reporting.build import summary_text
     from .store import ResultStore
@@ -748,12 +746,13 @@ def cmd_report(args) -> int:
         report = build_report(mark_stale(store.query()), load_references(), specs, selections=args.selection,
                               profile=args.profile, untagged=args.untagged, store=str(store.root),
                               include_stale=args.include_stale,
-                              metric=args.metric, dataset=args.dataset,
-                              ctx=FigureContext(home=default_home(), data_root=args.data_root,
-                                                reevaluate=not args.no_reeval))
+                              metric=args.metric, dataset=args.dataset)
     except (SpecError, ValueError) as e:
         raise UsageError(str(e)) from None
-    written = write_report(report, args.out, pdf=args.pdf)
+    written = write_report(report, args.out)
+    if args.pdf:
+        from .reporting.pdf import write_pdf
+        written.append(write_pdf(report, os.path.join(args.out, "report.pdf")))
     print(report.overview)
     print()
     print(summary_text(report))
@@ -879,7 +878,8 @@ def _error_message(e: BaseException) -> str:
 
 def _dispatch(args, extra: list[str]) -> int:
     commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
-                "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep, "perf": cmd_perf}
+                "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep, "perf": cmd_perf,
+                "reeval": cmd_reeval}
     if args.command == "run":
         return cmd_run(args, extra)
     return commands[args.command](args)
@@ -892,3 +892,90 @@ def cmd_perf(args) -> int:
         raise UsageError(problem)
     from .perf import run_cli
     return run_cli(args)
+
+
+# --- post-run re-evaluations (reeval), see benchmark.reeval ---
+def _add_reeval_parser(sub) -> None:
+    p = sub.add_parser("reeval", help="re-evaluate finished runs' kept weights on re-coloured test sets "
+                                      "(LNL Figure 5, PGD Table 12), stored beside the runs",
+                       description="Test the final weights of finished runs (<home>/models/<run_id>.pt) on test "
+                                   "sets their dataset re-colours (DatasetFamily.recoloured_test): per fixed mean "
+                                   "colour (LNL Figure 5's confusion matrices, colored_mnist) and with uniform "
+                                   "random colours (PGD Table 12, colored_mnist_ratio). Outputs are stored in the "
+                                   "result store, <results>/_outputs/reeval/<run_id>.<name>.json, where `report` "
+                                   "reads them. Without --run-id: the runs the report specs read these from "
+                                   "(of --suite, default every suite). `run --suite` does this at its end for the "
+                                   "runs it trained.")
+    p.add_argument("--suite", action="append", metavar="NAME", help="only runs tagged with this suite (repeatable)")
+    p.add_argument("--run-id", action="append", metavar="ID",
+                   help="this stored run (id or unique prefix; repeatable): every re-evaluation its dataset has")
+    p.add_argument("--name", action="append", metavar="NAME",
+                   help="only this re-evaluation (repeatable): random_colour, fixed_colour_confusion")
+    p.add_argument("--force", action="store_true", help="compute again even where an output is stored")
+    p.add_argument("--specs-dir", help="folder of report specs that say which runs need what (default reports/specs)")
+    p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    _add_common(p)
+
+
+def _reeval_todo(args, store) -> dict[str, set[str]]:
+    from .probe import resolve_run_id
+    from .reeval import wanted
+    from .reporting import SpecError, load_specs
+    from .reporting.reevaluated import NAMES
+    unknown = sorted(set(args.name or ()) - set(NAMES))
+    if unknown:
+        raise UsageError(f"--name {', '.join(unknown)}: no such re-evaluation; known: {', '.join(sorted(NAMES))}")
+    if args.specs_dir and not os.path.isdir(args.specs_dir):
+        raise UsageError(f"--specs-dir {args.specs_dir}: no such folder (the default is reports/specs)")
+    try:
+        run_ids = [resolve_run_id(store, r) for r in args.run_id or ()]
+    except KeyError as e:
+        raise UsageError(f"{e.args[0]}; `python -m benchmark status` lists the stored runs") from None
+    try:
+        specs = [] if run_ids else load_specs(args.specs_dir)
+    except SpecError as e:
+        raise UsageError(str(e)) from None
+    todo = wanted(store.query(), specs, suites=args.suite, run_ids=run_ids, names=args.name)
+    for rid in run_ids:
+        if not todo.get(rid):
+            raise UsageError(f"run {rid}: no re-evaluation applies to its dataset"
+                             + (f" among {', '.join(args.name)}" if args.name else "")
+                             + " (random_colour: colored_mnist_ratio; fixed_colour_confusion: colored_mnist)")
+    return todo
+
+
+def cmd_reeval(args) -> int:
+    from .paths import default_home
+    from .reeval import reevaluate
+    from .store import ResultStore
+    store = ResultStore(args.results_dir)
+    todo = _reeval_todo(args, store)
+    if not todo:
+        print("nothing to re-evaluate: no stored run" + (f" of suite {', '.join(args.suite)}" if args.suite else "")
+              + " is read by a re-evaluated table or figure")
+        return 0
+    summary = reevaluate(store, todo, home=default_home(), data_root=args.data_root, device=args.device,
+                         force=args.force)
+    print(summary.render())
+    if summary.failed:
+        print(f"weights are read from {default_home() / 'models'}: give the --home the runs trained in",
+              file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _reeval_after_run(args, store, run_ids: set[str], suites: list[str]) -> None:
+    """After a suite run: store the re-evaluations its suites' report specs read from the runs it
+    trained (a failure is reported, not fatal: `reeval` retries)."""
+    from .reeval import reevaluate, wanted
+    from .reporting import SpecError, load_specs
+    try:
+        todo = {r: n for r, n in wanted(store.query(), load_specs(), suites=suites).items() if r in run_ids}
+    except SpecError as e:
+        print(f"warning: no re-evaluation after the run ({e})", file=sys.stderr)
+        return
+    if todo:
+        from .paths import default_home
+        print(f"re-evaluating {len(todo)} run(s) that report specs read on re-coloured test sets", flush=True)
+        summary = reevaluate(store, todo, home=default_home(), data_root=args.data_root, device=args.device)
+        print(summary.render() + ("\n  (retry with `python -m benchmark reeval`)" if summary.failed else ""), flush=True)

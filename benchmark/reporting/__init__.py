@@ -6,9 +6,12 @@ Pure functions of the result store's frame (``ResultStore.query()``), the paper 
 * :mod:`.spec` parses specs; :mod:`.runs` selects runs and reads numbers at the epoch a
   :mod:`benchmark.selection` strategy picks;
 * :mod:`.tables` builds the gap frame and renders markdown / LaTeX and per-paper summaries;
-* :mod:`.figures` draws the papers' figures from stored runs (:mod:`.reeval` re-evaluates saved
-  weights where a figure needs inputs no split holds);
+* :mod:`.figures` draws the papers' figures from stored runs;
+* :mod:`.reevaluated` says which stored re-evaluations (``python -m benchmark reeval``, computed
+  after training from kept weights) specs read, and what a report says where one is missing;
 * :mod:`.build` assembles everything by paper and writes files; :mod:`.pdf` writes one PDF.
+
+Nothing here imports torch, the engine or a plug-in: a report needs only the store.
 
 ``python -m benchmark report`` is the command-line entry point.
 """

@@ -1,8 +1,9 @@
 """Assemble the whole report (every spec, grouped by paper) and write it out.
 
-``build_report`` is a pure function of (run frame, references, specs, options) except for figures
-that re-evaluate saved weights (LNL Figure 5, cached). ``write_report`` writes markdown, LaTeX,
-figures (PNG + PDF), a provenance CSV and, on request, one PDF (:mod:`.pdf`).
+``build_report`` is a pure function of (run frame, references, specs, options): re-evaluations
+(LNL Figure 5, PGD Table 12) are read from the store, computed beforehand by ``python -m benchmark
+reeval``. ``write_report`` writes markdown, LaTeX, figures (PNG + PDF) and a provenance CSV; the PDF
+is :func:`.pdf.write_pdf`.
 """
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from ..references import DEFAULT_ROOT, load_meta
 from ..selection import LABELS
 from ..store import code_version, now_iso
 from .figures import FigureContext, FigureResult, make_figure
-from .reeval import REEVAL_PREFIX, REEVALUATIONS, attach_reevaluations
-from .runs import match, spec_runs
-from .spec import ReportSpec, SpecError
+from .reevaluated import missing as missing_reevaluations
+from .spec import ReportSpec
 from .tables import (gap_frame, gap_list, gap_list_markdown, overview_table, paper_protocol, selection_comparison,
                      selection_comparison_markdown, summary_frame, summary_latex, summary_markdown, to_latex,
                      to_markdown)
@@ -91,7 +91,7 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
         selections: strategies to render side by side; None = the paper's protocol per spec.
         profile: "paper", "quick" or "any".
         untagged: also read runs without a suite tag.
-        ctx: figure context (data root and home for re-evaluations).
+        ctx: figure context.
         store: the store's path, for the provenance line.
         generated: timestamp to print (default: now).
         metric, dataset: for the overview table of every stored run.
@@ -104,10 +104,7 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
         runs = runs[~runs["run_id"].isin(stale["run_id"])]
     ctx = ctx or FigureContext()
     ctx.profile, ctx.untagged = profile, untagged
-    notes: list[str] = []
-    if ctx.reevaluate:
-        runs, notes = attach_reevaluations(runs, _reevaluations_needed(runs, specs, profile, untagged), ctx.home,
-                                           ctx.data_root, ctx.device)
+    notes = missing_reevaluations(runs, specs, profile, untagged)
     sections: dict[str, PaperSection] = {}
     for paper in sorted({s.paper for s in specs}, key=_paper_key):
         meta = load_meta(Path(papers_root or DEFAULT_ROOT) / paper)
@@ -144,21 +141,6 @@ def stale_frame(runs: pd.DataFrame) -> pd.DataFrame:
                          "reason": sub["stale"]}, columns=cols).reset_index(drop=True)
 
 
-def _reevaluations_needed(runs: pd.DataFrame, specs: list[ReportSpec], profile: str, untagged: bool) -> dict[str, set[str]]:
-    """run id -> names of the re-evaluations (``record:reeval.<name>...`` metrics) some table reads."""
-    needed: dict[str, set[str]] = {}
-    for spec in specs:
-        for col in spec.columns if spec.kind == "table" else ():
-            if not col.metric.startswith(REEVAL_PREFIX):
-                continue
-            name = col.metric[len(REEVAL_PREFIX):].split(".")[0]
-            if name not in REEVALUATIONS:
-                raise SpecError(f"{spec.name}: unknown re-evaluation {name!r}; known: {sorted(REEVALUATIONS)}")
-            for run_id in match(spec_runs(runs, spec, profile, untagged), col.filters).get("run_id", []):
-                needed.setdefault(run_id, set()).add(name)
-    return needed
-
-
 def provenance(runs: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
     """One line per run a report read: id, what it was, budget, code version, when and where."""
     cols = ["run_id", "method", "dataset", "seed", "epochs", "max_train", "suite", "profile", "commit", "created",
@@ -178,7 +160,7 @@ def provenance(runs: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
-def _selection_text(report: Report) -> str:
+def selection_text(report: Report) -> str:
     if not report.selections:
         return "each artefact's own protocol (the paper's, as its spec states)"
     return ", ".join(f"`{s}` ({LABELS[s]})" for s in report.selections)
@@ -205,7 +187,7 @@ def report_markdown(report: Report, figure_dir: str = "figures") -> str:
     out = ["# Reproduction report", "",
            f"Generated {report.generated} by biasbench {code.get('package')} at commit "
            f"{(code.get('commit') or 'unknown')[:10]}{' (with local changes)' if code.get('dirty') else ''}. "
-           f"Result store: `{report.store}` ({report.n_runs} finished runs). Selection: {_selection_text(report)}. "
+           f"Result store: `{report.store}` ({report.n_runs} finished runs). Selection: {selection_text(report)}. "
            f"Budget profile: {report.profile}.", "",
            "Each table cell: ours mean ± std over seeds (paper, Δ = ours − paper). A cell is *within tolerance* "
            "when |Δ| ≤ max(the paper's tolerance, 2 × its std) (see results/papers/<paper>/README.md).", ""]
@@ -242,8 +224,8 @@ def report_markdown(report: Report, figure_dir: str = "figures") -> str:
     return "\n".join(out)
 
 
-def write_report(report: Report, out_dir: str | Path, pdf: bool = False) -> list[Path]:
-    """Write markdown, LaTeX, figures and provenance under ``out_dir`` (and ``report.pdf``)."""
+def write_report(report: Report, out_dir: str | Path) -> list[Path]:
+    """Write markdown, LaTeX, figures and provenance under ``out_dir``."""
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     written = []
@@ -264,7 +246,4 @@ def write_report(report: Report, out_dir: str | Path, pdf: bool = False) -> list
         written.append(out / name)
     report.provenance.to_csv(out / "runs.csv", index=False)
     written.append(out / "runs.csv")
-    if pdf:
-        from .pdf import write_pdf
-        written.append(write_pdf(report, out / "report.pdf"))
     return written

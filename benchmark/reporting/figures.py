@@ -8,7 +8,7 @@ Each figure kind is a function ``(runs frame, spec, selection, context) -> Figur
 * ``group_matrix``: the (target × bias) accuracy matrix at the selected epoch, one panel per
   method — PGD Figure 13.
 * ``fixed_bias_confusion``: confusion matrices on test digits re-coloured around one fixed mean
-  colour, one row per method — LNL Figure 5 (re-evaluated from saved weights, see ``reeval``).
+  colour, one row per method — LNL Figure 5 (stored re-evaluations, see :mod:`.reevaluated`).
 * ``bias_head_curve``: the bias head's accuracy per epoch against uniform chance — LNL's claim that
   h falls to chance once f unlearns the bias.
 * ``score_histogram``: per-sample score histograms of majority vs minority samples, from a record's
@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .reevaluated import missing_note
+from .reevaluated import stored as stored_reevaluation
 from .runs import aggregate, choose_config, match, run_values, spec_runs
 from .spec import ReportSpec
 
@@ -37,14 +39,10 @@ DPI = 150
 
 @dataclass
 class FigureContext:
-    """Run filtering options, and what figures that re-evaluate runs need (LNL Figure 5)."""
+    """Run filtering options."""
 
     profile: str = "any"
     untagged: bool = False
-    home: Path | None = None
-    data_root: Path | None = None
-    device: str | None = "cpu"
-    reevaluate: bool = True
 
 
 @dataclass
@@ -195,33 +193,33 @@ def group_matrix(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: Figu
 
 def fixed_bias_confusion(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureContext) -> FigureResult:
     """LNL Figure 5: per method, ten row-normalised confusion matrices (true × predicted digit), one
-    per fixed mean colour, from each run's saved weights (averaged over seeds)."""
-    from .reeval import NoWeights, fixed_colour_confusions
+    per fixed mean colour, from each run's stored ``fixed_colour_confusion`` re-evaluation (summed
+    over seeds); panels are titled in the mean colours the re-evaluation stored."""
     base = spec_runs(runs, spec, ctx.profile, ctx.untagged)
     if selection != "last":
         note = [f"re-evaluated from the final weights: the `{selection}` selection does not apply to this figure"]
     else:
         note = []
-    rows, used, notes = [], set(), list(note)
+    rows, used, notes, colours, lacking = [], set(), list(note), None, []
     for row in spec.rows:
         values, cnote = choose_config(run_values(_method_runs(base, row), "last", "test.acc"))
         counts = []
         for v in values:
-            rec = base.loc[base["run_id"] == v.run_id, "record"].iloc[0]
-            if not ctx.reevaluate:
+            out = stored_reevaluation(base.loc[base["run_id"] == v.run_id, "record"].iloc[0], "fixed_colour_confusion")
+            if out is None:
+                lacking.append(v.run_id)
                 continue
-            try:
-                counts.append(fixed_colour_confusions(rec, ctx.home, ctx.data_root, ctx.device))
-                used.add(v.run_id)
-            except NoWeights:
-                notes.append(f"{row.label}: run {v.run_id} kept no weights (rerun with keep_model=True)")
+            counts.append(np.array(out["counts"], dtype=np.int64))
+            colours = colours or out.get("colours")
+            used.add(v.run_id)
         if cnote:
             notes.append(f"{row.label}: {cnote}")
         rows.append((row, np.sum(counts, axis=0) if counts else None, len(counts)))
+    if lacking:
+        notes.append(f"{len(lacking)} run(s) {missing_note(spec)}")
     if not used:
         return FigureResult(spec, None, notes or [_no_runs_note(spec)], (), selection)
-    from benchmark_datasets.colored_mnist import PALETTE
-    k = 10
+    k = len(next(c for _, c, _ in rows if c is not None))  # mean colours
     fig = Figure(figsize=(1.25 * k + 0.6, 1.35 * len(rows) + 0.9), layout="constrained")
     axes = fig.subplots(len(rows), k, squeeze=False)
     for r, (row, c, n) in enumerate(rows):
@@ -237,7 +235,8 @@ def fixed_bias_confusion(runs: pd.DataFrame, spec: ReportSpec, selection: str, c
             m = c[j] / np.maximum(c[j].sum(1, keepdims=True), 1)
             ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
             if r == 0:
-                ax.set_title(f"{j}", fontsize=9, color="white", backgroundcolor=tuple(PALETTE[j]))
+                colour = tuple(colours[j]) if colours and j < len(colours) and colours[j] else "grey"
+                ax.set_title(f"{j}", fontsize=9, color="white", backgroundcolor=colour)
             if j == 0:
                 ax.set_ylabel(f"{row.label}\n(n={n})\ntrue", fontsize=8)
             if r == len(rows) - 1:
@@ -307,15 +306,11 @@ def _head_series(history: list[dict], split: str) -> dict[str, list[float]]:
 
 
 def _head_chance(record: dict) -> dict[str, int]:
-    """Bias-head class counts from the dataset's registered info (empty when it is not registered)."""
-    try:
-        from ..hparams import from_dict
-        from ..registry import DATASETS
-        fam = DATASETS.get(record["spec"]["dataset"])
-        info = fam().info(from_dict(fam.Params, record["spec"]["dataset_params"]))
-        return {h.name: h.num_classes for h in info.bias_heads}
-    except Exception:  # a dataset that is not installed: no chance line
-        return {}
+    """Bias-head class counts of the run's dataset from the plug-in catalogue (plain data; empty when
+    the dataset is not installed)."""
+    from ..catalogue import dataset_entry, load
+    entry = dataset_entry(load(), record["spec"]["dataset"])
+    return dict(entry.get("bias_heads") or {}) if entry else {}
 
 
 def score_histogram(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureContext) -> FigureResult:
