@@ -216,15 +216,6 @@ def test_selection_changes_numbers_and_compares_side_by_side(runs, refs, table_s
     assert len(comp) == int((gaps["last"]["n"] > 0).sum())
 
 
-def test_reevaluations_need_saved_weights(runs, tmp_path):
-    from benchmark.reporting.reeval import attach_reevaluations
-    rid = runs.loc[runs["dataset"] == "colored_mnist_ratio", "run_id"].iloc[0]
-    out, notes = attach_reevaluations(runs, {rid: {"random_colour"}}, home=tmp_path)
-    assert len(notes) == 1 and rid in notes[0] and "kept no weights" in notes[0]
-    assert "reeval" not in runs.set_index("run_id").loc[rid, "record"]  # the input frame is not modified
-    assert out.set_index("run_id").loc[rid, "record"]["reeval"] == {}
-
-
 def test_overview_table_lists_every_stored_run(runs):
     from benchmark.reporting import overview_table
     df = runs.copy()
@@ -239,7 +230,7 @@ def test_overview_table_lists_every_stored_run(runs):
 # ------------------------------------------------------------------------------------------ figures
 def test_figures_are_drawn_from_stored_runs_only(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCHMARK_DATA_ROOT", str(tmp_path / "no-data-here"))
-    ctx = FigureContext(home=tmp_path / "no-home", reevaluate=False)
+    ctx = FigureContext()
     drawn = {}
     for name in ("lnl.figure4", "lnl.bias_head", "pgd.figure13"):
         res = make_figure(runs, load_spec(SPECS / f"{name}.toml"), ctx=ctx)
@@ -251,7 +242,7 @@ def test_figures_are_drawn_from_stored_runs_only(runs, tmp_path, monkeypatch):
     ax = drawn["lnl.figure4"].figure.axes[0]
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {"Baseline", "BlindEye", "Ours (LNL)"}
     fig5 = make_figure(runs, load_spec(SPECS / "lnl.figure5.toml"), ctx=ctx)
-    assert fig5.figure is None and fig5.notes
+    assert fig5.figure is None and "not re-evaluated: run `python -m benchmark reeval --suite lnl.figure4`" in fig5.notes[-1]
     empty = make_figure(runs.iloc[0:0], load_spec(SPECS / "lnl.figure4.toml"), ctx=ctx)
     assert empty.figure is None and "no finished runs" in empty.notes[0]
 
@@ -259,11 +250,11 @@ def test_figures_are_drawn_from_stored_runs_only(runs, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------- pdf
 def test_pdf_has_the_expected_pages(runs, refs, tmp_path):
     specs = load_specs(SPECS)
-    rep = build_report(runs, refs, specs, ctx=FigureContext(reevaluate=False), store=str(STORE),
+    rep = build_report(runs, refs, specs, store=str(STORE),
                        generated="2000-01-01T00:00:00+00:00", papers_root=None)
     path = write_pdf(rep, tmp_path / "report.pdf")
     assert path.read_bytes().startswith(b"%PDF-") and path.read_bytes().rstrip().endswith(b"%%EOF")
-    # title 1 + lnl: 3 figure pages (figure 5 is not drawn without re-evaluation: a page with its
+    # title 1 + lnl: 3 figure pages (figure 5 is not drawn without stored re-evaluations: a page with its
     # note) + pgd: summary 1 (its 12 cells with both numbers fit), 2 table panels, 1 figure + provenance 1
     expected = 1 + 3 + (1 + 2 + 1) + 1
     assert len(report_pages(rep)) == expected
@@ -280,6 +271,8 @@ def test_quick_run_then_report_writes_a_complete_report(tmp_path, capsys):
     for method in ("vanilla", "lnl"):
         spec = make_spec(method, "colored_mnist", seed=0, epochs=1, max_train=256, max_eval=200)
         run(spec, store=ResultStore(store), progress=False, tags={"suite": "lnl.figure4", "profile": "quick"})
+    assert main(["reeval", "--results-dir", str(store), "--suite", "lnl.figure4"]) == 0  # LNL Figure 5's matrices
+    assert "2 computed" in capsys.readouterr().out
     out = tmp_path / "report"
     short = ["lnl.table1", "lnl.figure4", "lnl.figure5", "lnl.bias_head", "pgd.table1"]
     assert main(["report", "--pdf", "--out", str(out), "--results-dir", str(store), "--spec", *short]) == 0
