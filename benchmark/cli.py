@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {list,run,status,report,ui,mirror,import,probe,sweep}``."""
+"""Command line: ``python -m benchmark {list,run,status,report,ui,mirror,import,probe,reeval,sweep,perf}``."""
 from __future__ import annotations
 
 import argparse

@@ -136,3 +136,37 @@ def test_suite_run_stores_its_reevaluation_and_a_torch_free_report_shows_it(tmp_
     store.output_path(record["run_id"], "reeval", "random_colour").unlink()
     gap = gap_frame(store.query(), load_references(), load_specs(None, ["pgd.table12"])[0])
     assert HINT in gap.query("method == 'vanilla'").iloc[0]["note"]
+
+
+def test_a_spec_naming_an_unknown_reevaluation_is_refused():
+    import tomllib
+
+    from benchmark.references import load_references
+    from benchmark.reporting import SpecError, build_report
+    from benchmark.reporting.spec import parse_spec
+
+    data = tomllib.loads((REPO / "reports" / "specs" / "pgd.table12.toml").read_text())
+    data["columns"][0]["metric"] = "record:reeval.nope.acc"
+    with pytest.raises(SpecError, match="unknown re-evaluation 'nope'"):
+        build_report(ResultStore(FIXTURES / "store").query(), load_references(), [parse_spec(data, "pgd.table12")])
+
+
+def test_reporting_modules_import_each_other_without_cycles():
+    import ast
+    folder = REPO / "benchmark" / "reporting"
+    graph = {}
+    for p in folder.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps.add(node.module or "")
+        graph[p.stem] = {d.split(".")[0] for d in deps if d}
+    assert "pdf" not in graph["build"] and "build" in graph["pdf"]
+
+    def reach(start, seen=()):
+        for d in graph.get(start, ()):
+            if d in seen:
+                continue
+            yield d
+            yield from reach(d, (*seen, d))
+    assert not [m for m in graph if m in set(reach(m))], graph
