@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="bias probe: how well each bias attribute can be read off a run's frozen features",
                        description="Train a fresh classifier on the frozen features f(x) of a finished run to predict "
                                    "each bias attribute; report accuracy, Blind Eye's Eq. 6 score and, against "
-                                   "--baseline, its '%% unlearned' (Table 1). Result: <home>/models/<run_id>.probe.json.")
+                                   "--baseline, its '%% unlearned' (Table 1). Result: <home>/models/<run_id>.probe.json, and per "
+                                   "attribute beside the run in the result store (<results>/_outputs/probe/), where "
+                                   "`report` reads it.")
     p.add_argument("--run-id", required=True, help="stored run id (or a unique prefix)")
     p.add_argument("--baseline", metavar="RUN_ID", help="run to compute '%% unlearned' against (e.g. the vanilla run)")
     p.add_argument("--split", default="test", help="split to probe; it should be unbiased (default test)")

@@ -124,6 +124,11 @@ def test_suite_run_stores_its_reevaluation_and_a_torch_free_report_shows_it(tmp_
     assert out["n"] == record["spec"]["max_eval"]
     assert main(["reeval", "--results-dir", str(runs), "--suite", "pgd.table12"]) == 0
     assert "0 computed, 1 already stored" in capsys.readouterr().out
+    # a bias probe (the other post-run step) is stored the same way: reports read record:probe.<attribute>
+    assert main(["probe", "--results-dir", str(runs), "--run-id", record["run_id"], "--epochs", "1",
+                 "--max-samples", "400"]) == 0
+    probed = store.query().loc[0, "record"]["probe"]["color"]
+    assert probed["n"] == 200 and 0.0 <= probed["acc"] <= 1.0 and probed["config"]["max_samples"] == 400
 
     proc = subprocess.run([sys.executable, "-c", PURE_REPORT, str(runs), str(tmp_path / "r.pdf")],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
