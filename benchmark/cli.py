@@ -203,7 +203,9 @@ def _add_import_parser(sub) -> None:
                                    "each DIR, or inside a .tar.gz such as scripts/gpu-window.sh writes. A record must "
                                    "carry its spec, and its run id must be the hash of that spec; one whose run id is "
                                    "stored with a different spec or final metrics is refused (the stored one stays), "
-                                   "an identical one is skipped. Added records are mirrored to MLflow.")
+                                   "an identical one is skipped. Added records are mirrored to MLflow. Post-run outputs "
+                                   "(re-evaluations, probes: _outputs/<step>/ beside the records) come along for the "
+                                   "records stored.")
     p.add_argument("sources", nargs="+", metavar="DIR", help="folder of records or .tar.gz archive of them")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or the embedded store)")
     p.add_argument("--no-mlflow", action="store_true", help="do not mirror the added records to MLflow")
@@ -229,6 +231,9 @@ def cmd_import(args) -> int:
     print(f"imported {len(result.added)} record(s) into {store.root}; {len(result.identical)} already stored; "
           f"{len(result.refused)} refused"
           + ("" if mirror is None else f"; mirrored {result.mirrored} to MLflow at {mirror.uri}"))
+    if result.outputs or result.outputs_skipped:  # post-run outputs (reeval, probe) that came with the records
+        print(f"stored {result.outputs} post-run output(s) beside their records; {len(result.outputs_skipped)} "
+              "skipped (not computed from a record stored here)")
     return 1 if result.refused else 0
 
 

@@ -11,7 +11,9 @@ Pure functions of the result store's frame (``ResultStore.query()``), the paper 
   after training from kept weights) specs read, and what a report says where one is missing;
 * :mod:`.build` assembles everything by paper and writes files; :mod:`.pdf` writes one PDF.
 
-Nothing here imports torch, the engine or a plug-in: a report needs only the store.
+Nothing here imports torch, the engine or a plug-in: a report needs only the store (method facts
+such as "uses bias labels" and bias-head class counts come from the plug-in catalogue,
+:mod:`benchmark.catalogue`, plain data rebuilt only when plug-in source changed).
 
 ``python -m benchmark report`` is the command-line entry point.
 """
