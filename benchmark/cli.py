@@ -911,8 +911,8 @@ def _add_reeval_parser(sub) -> None:
                                    "random colours (PGD Table 12, colored_mnist_ratio). Outputs are stored in the "
                                    "result store, <results>/_outputs/reeval/<run_id>.<name>.json, where `report` "
                                    "reads them. Without --run-id: the runs the report specs read these from "
-                                   "(of --suite, default every suite). `run --suite` does this at its end for the "
-                                   "runs it trained.")
+                                   "(of --suite, default every suite), stale records left out. `run --suite` does this "
+                                   "at its end for the runs it trained.")
     p.add_argument("--suite", action="append", metavar="NAME", help="only runs tagged with this suite (repeatable)")
     p.add_argument("--run-id", action="append", metavar="ID",
                    help="this stored run (id or unique prefix; repeatable): every re-evaluation its dataset has")
@@ -943,7 +943,15 @@ def _reeval_todo(args, store) -> dict[str, set[str]]:
         specs = [] if run_ids else load_specs(args.specs_dir)
     except SpecError as e:
         raise UsageError(str(e)) from None
-    todo = wanted(store.query(), specs, suites=args.suite, run_ids=run_ids, names=args.name)
+    runs = store.query()
+    if not run_ids:  # as in `report`, stale records (code changed since) are read by no cell: skip them
+        from .provenance import mark_stale
+        runs = mark_stale(runs)
+        stale = runs["stale"].map(lambda v: isinstance(v, str) and bool(v)) if not runs.empty else None
+        if stale is not None and stale.any():
+            print(f"skipping {int(stale.sum())} stale record(s) (`--run-id ID` re-evaluates one anyway)")
+            runs = runs[~stale]
+    todo = wanted(runs, specs, suites=args.suite, run_ids=run_ids, names=args.name)
     for rid in run_ids:
         if not todo.get(rid):
             raise UsageError(f"run {rid}: no re-evaluation applies to its dataset"
