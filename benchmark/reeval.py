@@ -40,7 +40,8 @@ from .store import ResultStore
 
 @torch.no_grad()
 def _predictions(method: Method, family: DatasetFamily, params, spec: dict, colouring: str, data_root, device):
-    """(predicted classes, the re-coloured test set) of ``method`` on ``family``'s ``colouring``."""
+    """(predicted classes, true labels, the re-coloured test set) of ``method`` on ``family``'s ``colouring``
+    (restricted to the run's fixed ``max_eval`` subset), all on the CPU."""
     test = family.recoloured_test(params, data_root, colouring)
     split = _fixed_subset(test.split, spec.get("max_eval"))
     info = method.info
