@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 GROUPS = ("benchmark.methods", "benchmark.datasets", "benchmark.backbones", "benchmark.suites")
-VERSION = 1  # bump when the catalogue's layout changes
+VERSION = 2  # bump when the catalogue's layout changes
 
 
 def _entry_points() -> list[tuple[str, str, str]]:
@@ -67,6 +67,14 @@ def _fields(cls) -> list[list[Any]]:
     return [[name, repr(default), source, help_] for name, default, source, help_ in describe_fields(cls)]
 
 
+def _bias_heads(cls) -> dict[str, int]:
+    """Bias-head name -> classes, at the family's default parameters (empty if they cannot be built)."""
+    try:
+        return {h.name: h.num_classes for h in cls().info(cls.Params()).bias_heads}
+    except Exception:  # noqa: BLE001 - e.g. a family without defaults: reports then draw no chance line
+        return {}
+
+
 def build() -> dict[str, Any]:
     """Import every plug-in and collect what ``list`` and ``status`` show (slow: torch loads)."""
     from ._registry import RegistryError
@@ -80,7 +88,8 @@ def build() -> dict[str, Any]:
         out["methods"].append({"name": name, "doc": describe(cls), "bias_labels": bool(cls.uses_bias_labels),
                                "fields": _fields(cls.HParams)})
     for name, cls in DATASETS.items():
-        out["datasets"].append({"name": name, "doc": describe(cls), "fields": _fields(cls.Params)})
+        out["datasets"].append({"name": name, "doc": describe(cls), "fields": _fields(cls.Params),
+                                 "bias_heads": _bias_heads(cls)})
     for name, cls in BACKBONES.items():
         out["backbones"].append({"name": name, "doc": describe(cls)})
     for name, cls in SUITES.items():
@@ -127,3 +136,7 @@ def load(home: str | Path | None = None) -> dict[str, Any]:
 
 def method_entry(catalogue: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((m for m in catalogue["methods"] if m["name"] == name), None)
+
+
+def dataset_entry(catalogue: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((d for d in catalogue["datasets"] if d["name"] == name), None)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {list,run,status,report,ui,mirror,import,probe,sweep}``."""
+"""Command line: ``python -m benchmark {list,run,status,report,ui,mirror,import,probe,reeval,sweep,perf}``."""
 from __future__ import annotations
 
 import argparse
@@ -147,12 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update-readme", action="store_true",
                    help="also rewrite README.md's findings block (between <!-- findings:begin --> and "
                         "<!-- findings:end -->) from this store")
-    p.add_argument("--no-reeval", action="store_true",
-                   help="do not re-evaluate saved weights (LNL Figure 5 is then skipped)")
     p.add_argument("--metric", default="test.acc",
                    help="metric of the smoke and untagged runs' table (default test.acc)")
     p.add_argument("--dataset", help="smoke and untagged runs' table: only this dataset")
-    p.add_argument("--data-root", help="dataset files for re-evaluations (default $BENCHMARK_DATA_ROOT, ...)")
     _add_html_options(p)
     _add_common(p)
 
@@ -171,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="bias probe: how well each bias attribute can be read off a run's frozen features",
                        description="Train a fresh classifier on the frozen features f(x) of a finished run to predict "
                                    "each bias attribute; report accuracy, Blind Eye's Eq. 6 score and, against "
-                                   "--baseline, its '%% unlearned' (Table 1). Result: <home>/models/<run_id>.probe.json.")
+                                   "--baseline, its '%% unlearned' (Table 1). Result: <home>/models/<run_id>.probe.json, and per "
+                                   "attribute beside the run in the result store (<results>/_outputs/probe/), where "
+                                   "`report` reads it.")
     p.add_argument("--run-id", required=True, help="stored run id (or a unique prefix)")
     p.add_argument("--baseline", metavar="RUN_ID", help="run to compute '%% unlearned' against (e.g. the vanilla run)")
     p.add_argument("--split", default="test", help="split to probe; it should be unbiased (default test)")
@@ -185,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_sweep_parser(sub)
     _add_perf_parser(sub)
+    _add_reeval_parser(sub)
     for p in sub.choices.values():  # `run ... --debug` as well as `--debug run ...`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
@@ -249,7 +249,9 @@ def _add_import_parser(sub) -> None:
                                    "each DIR, or inside a .tar.gz such as scripts/gpu-window.sh writes. A record must "
                                    "carry its spec, and its run id must be the hash of that spec; one whose run id is "
                                    "stored with a different spec or final metrics is refused (the stored one stays), "
-                                   "an identical one is skipped. Added records are mirrored to MLflow.")
+                                   "an identical one is skipped. Added records are mirrored to MLflow. Post-run outputs "
+                                   "(re-evaluations, probes: _outputs/<step>/ beside the records) come along for the "
+                                   "records stored.")
     p.add_argument("sources", nargs="+", metavar="DIR", help="folder of records or .tar.gz archive of them")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or the embedded store)")
     p.add_argument("--no-mlflow", action="store_true", help="do not mirror the added records to MLflow")
@@ -275,6 +277,9 @@ def cmd_import(args) -> int:
     print(f"imported {len(result.added)} record(s) into {store.root}; {len(result.identical)} already stored; "
           f"{len(result.refused)} refused"
           + ("" if mirror is None else f"; mirrored {result.mirrored} to MLflow at {mirror.uri}"))
+    if result.outputs or result.outputs_skipped:  # post-run outputs (reeval, probe) that came with the records
+        print(f"stored {result.outputs} post-run output(s) beside their records; {len(result.outputs_skipped)} "
+              "skipped (not computed from a record stored here)")
     return 1 if result.refused else 0
 
 
@@ -616,6 +621,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
             mirror.sync(store)
         print(summary.render(), flush=True)
         failed += len(summary.failed)
+    _reeval_after_run(args, store, {r.run_id for r in todo}, sorted({r.tags["suite"] for r in todo}))
     return 1 if failed else 0
 
 
@@ -789,9 +795,8 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     from pathlib import Path
 
-    from .paths import default_home
     from .references import load_references
-    from .reporting import FigureContext, SpecError, build_report, load_specs, write_report
+    from .reporting import SpecError, build_report, load_specs, write_report
     from .provenance import mark_stale
     from .reporting.build import readme_block, summary_text, update_readme
     from .store import ResultStore
@@ -808,13 +813,14 @@ def cmd_report(args) -> int:
         specs = load_specs(args.specs_dir, args.spec)
         runs = mark_stale(store.query())
         report = build_report(runs, load_references(), specs, selections=args.selection,
-                              store=str(store.root), metric=args.metric, dataset=args.dataset,
-                              ctx=FigureContext(home=default_home(), data_root=args.data_root,
-                                                reevaluate=not args.no_reeval))
+                              store=str(store.root), metric=args.metric, dataset=args.dataset)
         changed = update_readme(readme, readme_block(report)) if args.update_readme else None
     except (SpecError, ValueError) as e:
         raise UsageError(str(e)) from None
-    written = write_report(report, args.out, pdf=args.pdf)
+    written = write_report(report, args.out)
+    if args.pdf:
+        from .reporting.pdf import write_pdf
+        written.append(write_pdf(report, os.path.join(args.out, "report.pdf")))
     if args.html:
         written += _write_dashboard(report, runs, args)
     print(summary_text(report))
@@ -967,7 +973,7 @@ def _error_message(e: BaseException) -> str:
 def _dispatch(args, extra: list[str]) -> int:
     commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
                 "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep, "perf": cmd_perf,
-                "demo": cmd_demo}
+                "demo": cmd_demo, "reeval": cmd_reeval}
     if args.command == "run":
         return cmd_run(args, extra)
     return commands[args.command](args)
@@ -980,3 +986,98 @@ def cmd_perf(args) -> int:
         raise UsageError(problem)
     from .perf import run_cli
     return run_cli(args)
+
+
+# --- post-run re-evaluations (reeval), see benchmark.reeval ---
+def _add_reeval_parser(sub) -> None:
+    p = sub.add_parser("reeval", help="re-evaluate finished runs' kept weights on re-coloured test sets "
+                                      "(LNL Figure 5, PGD Table 12), stored beside the runs",
+                       description="Test the final weights of finished runs (<home>/models/<run_id>.pt) on test "
+                                   "sets their dataset re-colours (DatasetFamily.recoloured_test): per fixed mean "
+                                   "colour (LNL Figure 5's confusion matrices, colored_mnist) and with uniform "
+                                   "random colours (PGD Table 12, colored_mnist_ratio). Outputs are stored in the "
+                                   "result store, <results>/_outputs/reeval/<run_id>.<name>.json, where `report` "
+                                   "reads them. Without --run-id: the runs the report specs read these from "
+                                   "(of --suite, default every suite), stale records left out. `run --suite` does this "
+                                   "at its end for the runs it trained.")
+    p.add_argument("--suite", action="append", metavar="NAME", help="only runs tagged with this suite (repeatable)")
+    p.add_argument("--run-id", action="append", metavar="ID",
+                   help="this stored run (id or unique prefix; repeatable): every re-evaluation its dataset has")
+    p.add_argument("--name", action="append", metavar="NAME",
+                   help="only this re-evaluation (repeatable): random_colour, fixed_colour_confusion")
+    p.add_argument("--force", action="store_true", help="compute again even where an output is stored")
+    p.add_argument("--specs-dir", help="folder of report specs that say which runs need what (default reports/specs)")
+    p.add_argument("--data-root", help="dataset files (default $BENCHMARK_DATA_ROOT, ./data, ../shared/data)")
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    _add_common(p)
+
+
+def _reeval_todo(args, store) -> dict[str, set[str]]:
+    from .probe import resolve_run_id
+    from .reeval import wanted
+    from .reporting import SpecError, load_specs
+    from .reporting.reevaluated import NAMES
+    unknown = sorted(set(args.name or ()) - set(NAMES))
+    if unknown:
+        raise UsageError(f"--name {', '.join(unknown)}: no such re-evaluation; known: {', '.join(sorted(NAMES))}")
+    if args.specs_dir and not os.path.isdir(args.specs_dir):
+        raise UsageError(f"--specs-dir {args.specs_dir}: no such folder (the default is reports/specs)")
+    try:
+        run_ids = [resolve_run_id(store, r) for r in args.run_id or ()]
+    except KeyError as e:
+        raise UsageError(f"{e.args[0]}; `python -m benchmark status` lists the stored runs") from None
+    try:
+        specs = [] if run_ids else load_specs(args.specs_dir)
+    except SpecError as e:
+        raise UsageError(str(e)) from None
+    runs = store.query()
+    if not run_ids:  # as in `report`, stale records (code changed since) are read by no cell: skip them
+        from .provenance import mark_stale
+        runs = mark_stale(runs)
+        stale = runs["stale"].map(lambda v: isinstance(v, str) and bool(v)) if not runs.empty else None
+        if stale is not None and stale.any():
+            print(f"skipping {int(stale.sum())} stale record(s) (`--run-id ID` re-evaluates one anyway)")
+            runs = runs[~stale]
+    todo = wanted(runs, specs, suites=args.suite, run_ids=run_ids, names=args.name)
+    for rid in run_ids:
+        if not todo.get(rid):
+            raise UsageError(f"run {rid}: no re-evaluation applies to its dataset"
+                             + (f" among {', '.join(args.name)}" if args.name else "")
+                             + " (random_colour: colored_mnist_ratio; fixed_colour_confusion: colored_mnist)")
+    return todo
+
+
+def cmd_reeval(args) -> int:
+    from .paths import default_home
+    from .reeval import reevaluate
+    from .store import ResultStore
+    store = ResultStore(args.results_dir)
+    todo = _reeval_todo(args, store)
+    if not todo:
+        print("nothing to re-evaluate: no stored run" + (f" of suite {', '.join(args.suite)}" if args.suite else "")
+              + " is read by a re-evaluated table or figure")
+        return 0
+    summary = reevaluate(store, todo, home=default_home(), data_root=args.data_root, device=args.device,
+                         force=args.force)
+    print(summary.render())
+    if summary.failed:
+        print(f"weights are read from {default_home() / 'models'}: give the --home the runs trained in",
+              file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _reeval_after_run(args, store, run_ids: set[str], suites: list[str]) -> None:
+    """After a suite run: store the re-evaluations its suites' report specs read from the runs it
+    trained (a failure is reported, not fatal: `reeval` retries)."""
+    from .reeval import reevaluate, wanted
+    from .reporting import SpecError, load_specs
+    try:
+        todo = {r: n for r, n in wanted(store.query(), load_specs(), suites=suites).items() if r in run_ids}
+    except SpecError as e:
+        print(f"warning: no re-evaluation after the run ({e})", file=sys.stderr)
+        return
+    if todo:
+        from .paths import default_home
+        print(f"re-evaluating {len(todo)} run(s) that report specs read on re-coloured test sets", flush=True)
+        summary = reevaluate(store, todo, home=default_home(), data_root=args.data_root, device=args.device)
+        print(summary.render() + ("\n  (retry with `python -m benchmark reeval`)" if summary.failed else ""), flush=True)

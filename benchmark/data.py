@@ -100,6 +100,23 @@ class DatasetInfo:
 
 
 @dataclass
+class RecolouredTest:
+    """A test set re-coloured by a dataset family's own colouring, for post-run re-evaluations.
+
+    Attributes:
+        split: the family's test digits/images with new colours; ``b`` holds the bias class each
+            sample's colour stands for, ``aligned`` whether it equals the target.
+        colour: the mean colour (RGB in [0, 1]) when the re-colouring fixes one, else None; a
+            figure labels its panels with it.
+        description: one line saying how the colours were drawn (stored with the output).
+    """
+
+    split: Split
+    colour: tuple[float, float, float] | None
+    description: str
+
+
+@dataclass
 class BiasedDataset:
     """A generated dataset: splits plus metadata.
 
@@ -136,6 +153,7 @@ class DatasetFamily:
     Params: ClassVar[type]
     version: ClassVar[str] = "1"
     layout: ClassVar[str] = ""
+    recolourings: ClassVar[tuple[str, ...]] = ()  # the names recoloured_test() accepts
 
     def info(self, params) -> DatasetInfo:
         raise NotImplementedError
@@ -147,6 +165,27 @@ class DatasetFamily:
 
     def generate(self, params, data_root: Path) -> dict[str, Split]:
         raise NotImplementedError
+
+    def recoloured_test(self, params, data_root: Path, colouring: str) -> RecolouredTest:
+        """Optional: the test split with its colours drawn anew, by this family's own colouring.
+
+        Post-run re-evaluations (``python -m benchmark reeval``) test a finished run's weights on
+        inputs no training-time split holds, e.g. LNL Figure 5 (every test digit coloured around
+        one fixed mean colour) or PGD Table 12 (uniform random colours). The family owns its
+        colouring and its random streams, so the re-coloured set comes from here, seeded by
+        ``params`` and ``colouring`` alone (the same call gives the same images). Samples keep the
+        order of the ``test`` split, so the engine's fixed ``max_eval`` subset applies unchanged.
+
+        Args:
+            params: the protocol parameters (a ``Params`` instance).
+            data_root: where the source files are.
+            colouring: one of ``recolourings`` (e.g. ``"fixed_mean_3"``, ``"uniform"``).
+
+        Raises:
+            ValueError: the family offers no such re-colouring (the default offers none).
+        """
+        raise ValueError(f"dataset {self.name!r} offers no re-coloured test sets (asked for {colouring!r})"
+                         + (f"; it offers {', '.join(self.recolourings)}" if self.recolourings else ""))
 
     def check_data(self, data_root: Path) -> bool:
         """Optional and cheap: raise :class:`DataRootError` if files :meth:`generate` reads are

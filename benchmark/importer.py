@@ -12,7 +12,10 @@ before it touches the store:
   (then it is skipped as already there); one that differs is refused, and the stored one stays.
 
 Valid new records are written with :meth:`benchmark.store.ResultStore.put` (atomic, never
-overwriting) and then mirrored to MLflow. Nothing here imports torch.
+overwriting) and then mirrored to MLflow. Post-run outputs that come with them
+(``_outputs/<step>/<run_id>.<name>.json``: re-evaluations, probes) are stored beside the records when
+they were computed from the very record the store holds (same ``created`` time); others are skipped.
+Nothing here imports torch.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .spec import SPEC_SCHEMA, RunSpec
-from .store import RecordExists, ResultStore
+from .store import OUTPUTS, RecordExists, ResultStore
 
 REQUIRED = {"run_id": str, "spec": dict, "final": dict, "history": list, "wall_time_s": (int, float)}
 COMPARED = ("spec", "final")  # what must agree between two records of one run id
@@ -39,6 +42,8 @@ class ImportResult:
     identical: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     mirrored: int = 0
+    outputs: int = 0  # post-run outputs stored
+    outputs_skipped: list[str] = field(default_factory=list)  # one line each: not of a record stored here
 
 
 def check_record(record: Any) -> str | None:
@@ -65,18 +70,36 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [k for k in COMPARED if json.dumps(a.get(k), sort_keys=True) != json.dumps(b.get(k), sort_keys=True)]
 
 
-def _record_files(source: Path, scratch: Path) -> list[Path]:
-    """The ``*.json`` files directly under a folder, or inside a ``.tar.gz`` archive (unpacked into
-    ``scratch``; members with absolute paths or ``..`` are not extracted)."""
+def _source_files(source: Path, scratch: Path) -> tuple[list[Path], list[Path]]:
+    """(records, post-run outputs) of a folder (records directly under it), or inside a ``.tar.gz``
+    archive (unpacked into ``scratch``; members with absolute paths or ``..`` are not extracted)."""
     if source.is_dir():
-        return sorted(p for p in source.glob("*.json") if not p.name.startswith("."))
+        return (sorted(p for p in source.glob("*.json") if not p.name.startswith(".")),
+                sorted(source.glob(f"{OUTPUTS}/*/[!.]*.json")))
     if source.is_file() and source.name.endswith((".tar.gz", ".tgz", ".tar")):
         dest = scratch / f"{len(list(scratch.iterdir()))}"
         with tarfile.open(source) as tar:
             tar.extractall(dest, filter="data")
-        return sorted(p for p in dest.rglob("*.json")
-                      if not p.name.startswith(".") and not any(part.startswith("_") for part in p.relative_to(dest).parts))
+        return (sorted(p for p in dest.rglob("*.json")
+                       if not p.name.startswith(".") and not any(part.startswith("_") for part in p.relative_to(dest).parts)),
+                sorted(dest.rglob(f"{OUTPUTS}/*/[!.]*.json")))
     raise FileNotFoundError(f"{source} is neither a folder of records nor a .tar.gz archive of them")
+
+
+def _import_output(path: Path, store: ResultStore, result: ImportResult) -> None:
+    run_id, _, name = path.name[:-len(".json")].partition(".")
+    step = path.parent.name
+    try:
+        data = json.loads(path.read_text())
+        created = data["record_created"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        result.outputs_skipped.append(f"{path}: not a readable output ({type(e).__name__})")
+        return
+    if not store.has(run_id) or store.get(run_id).get("created") != created:
+        result.outputs_skipped.append(f"{path}: not computed from a record stored here")
+        return
+    store.put_output(run_id, step, name, {k: v for k, v in data.items() if k not in ("run_id", "record_created")})
+    result.outputs += 1
 
 
 def import_records(sources: Iterable[str | Path], store: ResultStore, mirror=None) -> ImportResult:
@@ -89,8 +112,8 @@ def import_records(sources: Iterable[str | Path], store: ResultStore, mirror=Non
         if not s.exists():
             raise FileNotFoundError(f"{s} does not exist")
     with tempfile.TemporaryDirectory(prefix="benchmark-import-") as scratch:
-        files = [f for s in sources for f in _record_files(s, Path(scratch))]
-        for f in files:
+        found = [_source_files(s, Path(scratch)) for s in sources]
+        for f in (f for records, _ in found for f in records):
             try:
                 record = json.loads(f.read_text())
             except (OSError, ValueError) as e:
@@ -115,6 +138,8 @@ def import_records(sources: Iterable[str | Path], store: ResultStore, mirror=Non
                 result.identical.append(rid)
                 continue
             result.added.append(record)
+        for f in (f for _, outputs in found for f in outputs):
+            _import_output(f, store, result)
     if mirror is not None:
         result.mirrored = sum(mirror.log_record(r) is not None for r in result.added)
     return result

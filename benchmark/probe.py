@@ -190,7 +190,9 @@ def probe_run(run, *, store=None, home: Path | None = None, data_root=None, devi
         cfg: how the probes are trained.
         baseline: a run (id or record) to compute Blind Eye's "% unlearned" against, e.g. ``vanilla``.
         save: write the result to ``<home>/models/<run_id>.probe.json`` (and reuse it when the
-            configuration matches).
+            configuration matches), and each attribute's scores beside the run in the result store
+            (``<results>/_outputs/probe/<run_id>.<attribute>.json``), where reports read them as
+            ``record:probe.<attribute>.<score>`` (Blind Eye Table 1).
         retrain: when the run kept no weights, train its spec again (same seed ⇒ same model) into a
             throwaway store, keeping the weights.
 
@@ -239,6 +241,10 @@ def probe_run(run, *, store=None, home: Path | None = None, data_root=None, devi
                    "unlearned": unlearned(a["rescaled"], base["attributes"][name]["rescaled"])}
             if "rescaled" in a and "rescaled" in base["attributes"].get(name, {}) else a
             for name, a in result["attributes"].items()}}
+    if save and store.has(spec.run_id):  # beside the run in the result store: reports read record:probe.<attr>.acc
+        for name, a in result["attributes"].items():
+            store.put_output(spec.run_id, "probe", name, {**a, "split": result["split"], "config": result["config"],
+                                                          "baseline_run_id": result.get("baseline_run_id")})
     return result
 
 

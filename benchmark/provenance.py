@@ -11,6 +11,11 @@ them. A module is hashed through its syntax tree with
 docstrings dropped (``ast.dump``), so editing a comment or a docstring changes nothing, while any
 change to what runs does.
 
+Checking a record reads the source files of the modules its fingerprint names first, without
+importing them: when every one still hashes the same (and every plug-in distribution has the same
+version), the record is current and no plug-in (no torch) is loaded; otherwise the fingerprint is
+recomputed from the loaded classes, which also catches a run whose classes moved to other modules.
+
 A record whose fingerprint differs from the current code's is *stale*: ``status`` and the reports
 show it as such, paper cells exclude it, and ``run --rerun-stale`` trains it again (the stale record
 is kept under ``<results>/_stale/``).
@@ -42,14 +47,8 @@ def _modules_of(cls: type) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def _module_hash(module_name: str) -> str:
+def _ast_hash(source: str) -> str:
     """SHA-256 (16 hex digits) of a module's syntax tree without docstrings."""
-    module = sys.modules[module_name]
-    try:
-        source = inspect.getsource(module)
-    except (OSError, TypeError):  # no source (e.g. a compiled module): hash nothing we can check
-        return "no-source"
     tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -58,6 +57,58 @@ def _module_hash(module_name: str) -> str:
                 and isinstance(body[0].value.value, str)):
             node.body = body[1:] or [ast.Pass()]
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def _module_hash(module_name: str) -> str:
+    """:func:`_ast_hash` of a loaded module's source ("no-source" when it has none)."""
+    module = sys.modules[module_name]
+    try:
+        source = inspect.getsource(module)
+    except (OSError, TypeError):  # no source (e.g. a compiled module): hash nothing we can check
+        return "no-source"
+    return _ast_hash(source)
+
+
+@functools.lru_cache(maxsize=None)
+def _source_hash(module_name: str) -> str | None:
+    """:func:`_ast_hash` of a module's source file found without importing the module (its parent
+    packages are imported: plain namespaces and ``benchmark``, which loads no torch); None when it
+    cannot be found."""
+    import importlib.util
+
+    if module_name in sys.modules:
+        return _module_hash(module_name)
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.origin or not found.origin.endswith(".py"):
+        return None
+    try:
+        with open(found.origin, encoding="utf-8") as fh:
+            return _ast_hash(fh.read())
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+
+
+def _unchanged_on_disk(stored: dict[str, Any]) -> bool:
+    """Whether every module a stored fingerprint names still hashes the same and every plug-in
+    distribution it names has the same version, read from the files and the installed metadata
+    without importing the plug-ins (so ``status`` and ``report`` load no torch on an unchanged
+    tree). False means "look closer" (:func:`fingerprint` imports and compares), not "stale"."""
+    from importlib import metadata
+
+    modules = stored.get("modules") or {}
+    if not modules or any(_source_hash(m) != h for m, h in modules.items()):
+        return False
+    for dist, version in (stored.get("plugins") or {}).items():
+        try:
+            if metadata.version(dist) != version:
+                return False
+        except metadata.PackageNotFoundError:
+            return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -129,6 +180,8 @@ def stale_reason(record: dict[str, Any]) -> str | None:
     stored = (record.get("code") or {}).get("fingerprint")
     if not stored:
         return "no code fingerprint (recorded before provenance was kept)"
+    if _unchanged_on_disk(stored):
+        return None
     try:
         now = fingerprint(record["spec"])
     except Exception as e:  # the method, dataset or backbone is gone or no longer builds this spec

@@ -9,6 +9,13 @@ need: ``spec`` with method, dataset, seed, epochs, hparams and dataset_params, `
 ``final`` as a dict; other keys are free). A damaged record is moved to ``<root>/_quarantine/``
 with a :class:`DamagedRecordWarning` naming the file and the reason, and is then absent: its spec
 runs again, and no reader (status, report, planner, mirror, probe) crashes on it.
+
+Post-run outputs (e.g. ``python -m benchmark reeval``: predictions on re-coloured test sets, computed
+from a finished run's kept weights) live beside the records, in
+``<root>/_outputs/<step>/<run_id>.<name>.json`` (:meth:`ResultStore.put_output`). They may be
+written again (a newer computation replaces the older), carry the ``created`` time of the record
+they were computed from, and are ignored once that record is retrained. :meth:`ResultStore.query`
+attaches them to each record as ``record[<step>][<name>]``, so reports read them like any stored value.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ RESULTS_ENV = "BENCHMARK_RESULTS"
 
 RECORD_MODE = 0o644
 QUARANTINE = "_quarantine"
+OUTPUTS = "_outputs"
 SPEC_KEYS = {"method": str, "dataset": str, "seed": int, "epochs": int, "hparams": dict, "dataset_params": dict}
 
 
@@ -188,6 +196,55 @@ class ResultStore:
         self.path(run_id).unlink()
         return dest
 
+    def output_path(self, run_id: str, step: str, name: str) -> Path:
+        """Where :meth:`put_output` keeps output ``name`` of post-run ``step`` for ``run_id``."""
+        return self.root / OUTPUTS / step / f"{run_id}.{name}.json"
+
+    def put_output(self, run_id: str, step: str, name: str, data: dict[str, Any]) -> Path:
+        """Store a post-run output of a stored run (replacing an older one of the same name).
+
+        The output records the ``created`` time of the run's record; :meth:`outputs` ignores it
+        once that record is replaced (``run --rerun-stale``).
+
+        Raises:
+            KeyError: ``run_id`` is not stored.
+        """
+        record = self.get(run_id)
+        path = self.output_path(run_id, step, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            os.fchmod(fd, RECORD_MODE)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({**data, "run_id": run_id, "record_created": record.get("created")}, fh, indent=1,
+                          sort_keys=True, allow_nan=True)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    def outputs(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every readable post-run output: run id -> step -> name -> output (with ``record_created``).
+
+        An unreadable output file is skipped with a warning (it is recomputed by its step)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        folder = self.root / OUTPUTS
+        if not folder.is_dir():
+            return out
+        for p in sorted(folder.glob("*/[!.]*.json")):
+            run_id, _, name = p.name[:-len(".json")].partition(".")
+            try:
+                data = json.loads(p.read_text(encoding="utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, UnicodeDecodeError, ValueError) as e:
+                warnings.warn(f"post-run output {p} is unreadable ({e}); it is ignored", RuntimeWarning, stacklevel=2)
+                continue
+            out.setdefault(run_id, {}).setdefault(p.parent.name, {})[name] = data
+        return out
+
     def records(self) -> Iterator[dict[str, Any]]:
         """Every valid record, by file name (damaged ones are quarantined and skipped)."""
         if not self.root.is_dir():
@@ -202,10 +259,13 @@ class ResultStore:
         final test metrics (``test.<metric>``, any other split ``<split>.<metric>``), and the record.
 
         Keyword filters match columns exactly, e.g. ``query(method="lnl", dataset="colored_mnist")``.
+        Each record carries its current post-run outputs (see :meth:`outputs`) as
+        ``record[<step>][<name>]``; the stored file is unchanged.
         """
         import pandas as pd  # here, not at the top: commands that never query start faster
 
-        rows = [flatten_record(r) for r in self.records()]
+        outputs = self.outputs()
+        rows = [flatten_record(_with_outputs(r, outputs.get(r["run_id"], {}))) for r in self.records()]
         df = pd.DataFrame(rows)
         for k, v in filters.items():
             if df.empty:
@@ -214,6 +274,15 @@ class ResultStore:
                 raise KeyError(f"no column {k!r}; columns: {sorted(df.columns)}")
             df = df[df[k] == v]
         return df.reset_index(drop=True)
+
+
+def _with_outputs(record: dict[str, Any], outputs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """``record`` with the outputs computed from this very record (not from one it replaced)."""
+    for step, by_name in outputs.items():
+        current = {n: o for n, o in by_name.items() if o.get("record_created") == record.get("created")}
+        if current:
+            record = {**record, step: {**(record.get(step) or {}), **current}}
+    return record
 
 
 def flatten_record(r: dict[str, Any]) -> dict[str, Any]:

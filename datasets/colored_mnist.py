@@ -23,6 +23,9 @@ Provenance of the details the paper leaves open:
   the strokes, lets f keep colour where h does not look; in our short CPU runs neither variant
   made LNL-from-scratch beat vanilla (issue notes), so ``pixel`` stays the default.
 - Input normalisation: CIFAR-10 mean/std (official data_loader.py:31-32).
+- Re-coloured test sets (``recoloured_test``, LNL Figure 5, "sampled with the same protocol, but
+  with fixed mean color", Sec. 5.2): ``fixed_mean_<k>`` colours every test digit from
+  N(palette[k], σ²) with the run's σ²; the colour noise is seeded by (seed, σ², k) (ours).
 - ``b`` (bias class per sample) is the index of the mean colour used; a test sample is
   bias-aligned when that index equals its digit.
 """
@@ -34,7 +37,7 @@ import numpy as np
 import torch
 
 from benchmark import BiasHead, DatasetFamily, DatasetInfo, Split, hp, register_dataset
-from benchmark.data import load_mnist
+from benchmark.data import RecolouredTest, load_mnist
 
 PALETTE = np.array([
     [0.8627, 0.0784, 0.2353], [0.0000, 0.5020, 0.5020], [0.9922, 0.9137, 0.0627],
@@ -43,6 +46,7 @@ PALETTE = np.array([
     [0.5020, 0.0000, 0.0000],
 ], dtype=np.float64)  # PGD datagen/data/colored_mnist.py:7-16; RGB in [0, 1]
 
+RECOLOUR_SEED = 5  # separates the re-coloured test sets' colour noise from generate()'s (any constant)
 SIGMA2_GRID = (0.020, 0.025, 0.030, 0.035, 0.040, 0.045, 0.050)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # official LNL data_loader.py:31-32
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
@@ -107,6 +111,7 @@ class ColoredMNIST(DatasetFamily):
 
     Params = ColoredMNISTParams
     version = "1"
+    recolourings = tuple(f"fixed_mean_{k}" for k in range(len(PALETTE)))
 
     def info(self, params) -> DatasetInfo:
         return DatasetInfo(
@@ -131,6 +136,19 @@ class ColoredMNIST(DatasetFamily):
             splits[name] = self._split(xtr[idx], ytr[idx], train_mean[idx], colors_tr[idx], params.color_label)
         splits["test"] = self._split(xte, yte, test_mean, colors_te, params.color_label)
         return splits
+
+    def recoloured_test(self, params, data_root, colouring: str) -> RecolouredTest:
+        """``fixed_mean_<k>``: every test digit coloured from N(palette[k], σ²) (LNL Figure 5)."""
+        if colouring not in self.recolourings:
+            return super().recoloured_test(params, data_root, colouring)
+        k = int(colouring.rsplit("_", 1)[1])
+        gray, y = load_mnist(data_root)["test"]
+        rng = np.random.default_rng([params.seed, int(round(params.sigma2 * 1e6)), RECOLOUR_SEED, k])
+        mean_idx = np.full(len(y), k)
+        split = self._split(gray, y, mean_idx, sample_colors(mean_idx, params.sigma2, rng), params.color_label)
+        return RecolouredTest(split, tuple(float(c) for c in PALETTE[k]),
+                              f"test digits coloured from N(palette[{k}], σ²={params.sigma2}), noise seed "
+                              f"({params.seed}, σ², {RECOLOUR_SEED}, {k})")
 
     @staticmethod
     def _split(gray, y, mean_idx, colors, color_label: str) -> Split:

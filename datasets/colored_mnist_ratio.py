@@ -50,11 +50,12 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import BiasHead, DatasetFamily, DatasetInfo, Split, hp, register_dataset
-from benchmark.data import load_mnist
+from benchmark.data import RecolouredTest, load_mnist
 from benchmark_datasets.colored_mnist import PALETTE
 
 BIAS_RATIO_GRID = (0.995, 0.99, 0.98, 0.95)  # PGD Sec. 6.1.1 (Table 1) and App. D (Tables 5-6)
 DIFFICULTY_GRID = (0.0001, 0.0005)            # PGD App. B.1
+UNIFORM_COLOUR_SEED = 12  # seeds PGD's random colour test with the data seed (any constant; ours)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class ColoredMNISTRatio(DatasetFamily):
 
     Params = ColoredMNISTRatioParams
     version = "1"
+    recolourings = ("uniform",)
 
     def info(self, params) -> DatasetInfo:
         return DatasetInfo(
@@ -165,6 +167,19 @@ class ColoredMNISTRatio(DatasetFamily):
                 b=torch.from_numpy(b.astype(np.int64)), aligned=torch.from_numpy(b == y),
             )
         return splits
+
+    def recoloured_test(self, params, data_root, colouring: str) -> RecolouredTest:
+        """``uniform``: PGD Table 12's random colour test (App. H), every MNIST test digit coloured
+        with RGB ~ U(0, 1)^3 by PGD's colouring; ``b`` is the palette colour nearest to each one."""
+        if colouring not in self.recolourings:
+            return super().recoloured_test(params, data_root, colouring)
+        gray, y = load_mnist(data_root)["test"]
+        colors = np.random.default_rng([params.seed, UNIFORM_COLOUR_SEED]).uniform(0.0, 1.0, size=(len(y), 3))
+        b = ((colors[:, None, :] - PALETTE[None]) ** 2).sum(-1).argmin(1)
+        split = Split(x=colorize_official(gray, colors), y=torch.from_numpy(y.astype(np.int64)),
+                      b=torch.from_numpy(b.astype(np.int64)), aligned=torch.from_numpy(b == y))
+        return RecolouredTest(split, None, f"test digits coloured with RGB ~ U(0, 1)^3, seed ({params.seed}, "
+                                           f"{UNIFORM_COLOUR_SEED})")
 
 
 # ---------------------------------------------------------------------------------------------

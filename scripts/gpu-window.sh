@@ -103,6 +103,13 @@ NEW="$OUT/logs/new.txt"
 echo "records made in this window: $(wc -l < "$NEW")" | tee -a "$LOG" "$PROV"
 STAGE=$(mktemp -d)
 mkdir -p "$STAGE/runs" && while read -r f; do cp "$OUT/runs/$f" "$STAGE/runs/"; done < "$NEW"
+# post-run outputs of the new records (re-evaluations at the end of each suite run; `import` stores them too)
+while read -r f; do
+  for o in "$OUT"/runs/_outputs/*/"${f%.json}".*.json; do
+    [ -e "$o" ] || continue
+    step=$(basename "$(dirname "$o")"); mkdir -p "$STAGE/runs/_outputs/$step" && cp "$o" "$STAGE/runs/_outputs/$step/"
+  done
+done < "$NEW"
 cp -r "$OUT/logs" "$STAGE/logs"
 echo "wrote $OUT/runs.tar.gz at $(( $(date +%s) - T0 ))s of ${TOTAL}s; bring it back with: python -m benchmark import runs.tar.gz" \
   | tee -a "$LOG" > "$STAGE/logs/end.txt"

@@ -25,7 +25,7 @@ import pytest
 
 from benchmark.provenance import fingerprint
 from benchmark.references import load_references
-from benchmark.reporting import FigureContext, build_report, load_spec
+from benchmark.reporting import build_report, load_spec
 from benchmark.reporting.html import SiteError, locate_in_mlflow, write_site
 from benchmark.store import ResultStore
 from benchmark.tracking import MLflowMirror
@@ -124,7 +124,7 @@ def site(tmp_path_factory):
     uri = f"sqlite:///{tmp / 'mlflow' / 'mlflow.db'}"  # not mirrored here (seconds); the slow test mirrors
     runs = store.query()
     specs = [load_spec(FIXTURES / "specs" / "pgd.table1_cm.toml"), load_spec(FIXTURES / "specs" / "lnl.figure4.toml")]
-    report = build_report(runs, load_references(), specs, ctx=FigureContext(reevaluate=False))
+    report = build_report(runs, load_references(), specs)
     for sec in report.sections:  # fixed findings, so the test checks how they render (findings.py makes them)
         sec.findings = []
     lnl = report.sections[0]
@@ -260,7 +260,7 @@ def test_report_html_replaces_its_own_site(site, tmp_path):
     shutil.copytree(site["root"], tmp_path / "out" / "site")
     stray = tmp_path / "out" / "site" / "runs" / "cccc000000000000.html"
     assert stray.is_file()
-    cmd = [sys.executable, "-m", "benchmark", "report", "--html", "--no-reeval", "--results-dir",
+    cmd = [sys.executable, "-m", "benchmark", "report", "--html", "--results-dir",
            str(site["tmp"] / "runs"), "--specs-dir", str(FIXTURES / "specs"), "--spec", "pgd.table1_cm",
            "--home", str(tmp_path / "home"), "--out", str(tmp_path / "out")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "MLFLOW_TRACKING_URI": ""})

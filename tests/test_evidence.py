@@ -17,7 +17,7 @@ from benchmark.evidence import PAPER, QUICK, STALE, UNFINISHED, UNTAGGED, classi
 from benchmark.planner import expand, select_suites, status_text, suite_count
 from benchmark.provenance import fingerprint, mark_stale
 from benchmark.references import load_references
-from benchmark.reporting import FigureContext, build_report, gap_frame, load_specs
+from benchmark.reporting import build_report, gap_frame, load_specs
 from benchmark.reporting.build import readme_block, readme_findings, report_markdown, update_readme
 from benchmark.reporting.findings import documented_findings, load_claims
 from benchmark.reporting.spec import SpecError, parse_spec
@@ -110,7 +110,7 @@ def test_status_and_report_count_the_same_runs(mixed_store):
     gap = gap_frame(runs, load_references(), SPEC)
     assert set(gap["run_ids"].iloc[0]) == paper_ids
     assert gap["n"].iloc[0] == 2 and round(gap["ours_mean"].iloc[0], 6) == 51.0  # (61 + 41) / 2
-    report = build_report(mark_stale(store.query()), load_references(), [SPEC], ctx=FigureContext(reevaluate=False))
+    report = build_report(mark_stale(store.query()), load_references(), [SPEC])
     assert dict(zip(report.smoke["run_id"], report.smoke["class"])) == {r: c for r, c in classes.items() if c != PAPER}
     assert set(report.provenance["run_id"]) == paper_ids
     md = report_markdown(report)
@@ -123,7 +123,7 @@ def test_status_and_report_count_the_same_runs(mixed_store):
 def committed_report():
     """The report of the committed store (results/runs) with every committed spec, as `report` builds it."""
     runs = mark_stale(ResultStore(REPO / "results" / "runs").query())
-    return runs, build_report(runs, load_references(), load_specs(), ctx=FigureContext(reevaluate=False),
+    return runs, build_report(runs, load_references(), load_specs(),
                               generated="2000-01-01T00:00:00+00:00")
 
 
@@ -202,7 +202,7 @@ def test_documented_findings_print_their_backing_or_not_yet_measured(mixed_store
     papers.mkdir(parents=True)
     (papers / "meta.json").write_text(json.dumps({"title": "T", "citation": "C"}), encoding="utf-8")
     (papers / "findings.toml").write_text(CLAIMS, encoding="utf-8")
-    report = build_report(mark_stale(store.query()), load_references(), [SPEC], ctx=FigureContext(reevaluate=False),
+    report = build_report(mark_stale(store.query()), load_references(), [SPEC],
                           papers_root=tmp_path / "papers")
     (sec,) = report.sections
     assert [f.kind for f in sec.findings] == ["documented", "documented"]  # the one cell has no paper value

@@ -121,6 +121,31 @@ def test_import_from_archive(made, tmp_path, capsys):
     assert {p.name for p in dest.glob("*.json")} == {p.name for p in folder.glob("*.json")}
 
 
+def test_import_brings_the_post_run_outputs_of_its_records(made, tmp_path, capsys):
+    folder, _ = made
+    archive = tmp_path / "runs.tar.gz"
+    made_store = ResultStore(folder)
+    rid = sorted(r["run_id"] for r in made_store.records())[0]
+    out_path = made_store.put_output(rid, "reeval", "fixed_colour_confusion", {"counts": [[[1]]], "n": 1})
+    try:
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(folder, arcname="runs")
+    finally:
+        out_path.unlink()  # the module's folder stays as the other tests expect it
+    dest = tmp_path / "store"
+    assert main(["import", str(archive), "--no-mlflow", "--results-dir", str(dest)]) == 0
+    assert "stored 1 post-run output(s) beside their records; 0 skipped" in capsys.readouterr().out
+    rec = ResultStore(dest).query().set_index("run_id").loc[rid, "record"]
+    assert rec["reeval"]["fixed_colour_confusion"]["counts"] == [[[1]]]
+    # an output of a record that is not stored (or of another training of it) is skipped
+    other = tmp_path / "other"
+    ResultStore(other).root.mkdir()
+    (other / "_outputs" / "reeval").mkdir(parents=True)
+    (other / "_outputs" / "reeval" / f"{'f' * 16}.random_colour.json").write_text('{"record_created": "x", "acc": 1}')
+    assert main(["import", str(other), "--no-mlflow", "--results-dir", str(dest)]) == 0
+    assert "0 post-run output(s) beside their records; 1 skipped" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_import_mirrors_the_added_records_to_mlflow(made, tmp_path, capsys):
     folder, _ = made

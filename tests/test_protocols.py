@@ -161,7 +161,7 @@ def test_a_record_whose_method_code_changed_is_stale_in_status_and_report_and_re
     status = cli("status", "--suite", "example.smoothing", "--profile", "quick", *common, env=env)
     assert status.returncode == 0, status.stderr
     assert f"stale {record['run_id']}" in status.stdout and "code changed: biasbench_example_plugin" in status.stdout
-    report = cli("report", "--no-reeval", "--spec", "lff.colored_mnist", "--out", str(tmp_path / "out"),
+    report = cli("report", "--spec", "lff.colored_mnist", "--out", str(tmp_path / "out"),
                  *common, env=env)
     assert report.returncode == 0, report.stderr
     md = (tmp_path / "out" / "report.md").read_text()

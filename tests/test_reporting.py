@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from benchmark.references import load_references
-from benchmark.reporting import FigureContext, build_report, gap_frame, load_spec, load_specs, make_figure
+from benchmark.reporting import build_report, gap_frame, load_spec, load_specs, make_figure
 from benchmark.reporting.figures import FIGURES
 from benchmark.reporting.pdf import count_pages, report_pages, write_pdf
 from benchmark.reporting.runs import metric_value
@@ -242,15 +242,6 @@ def test_selection_changes_numbers_and_compares_side_by_side(runs, refs, table_s
     assert len(comp) == int((gaps["last"]["n"] > 0).sum())
 
 
-def test_reevaluations_need_saved_weights(runs, tmp_path):
-    from benchmark.reporting.reeval import attach_reevaluations
-    rid = runs.loc[runs["dataset"] == "colored_mnist_ratio", "run_id"].iloc[0]
-    out, notes = attach_reevaluations(runs, {rid: {"random_colour"}}, home=tmp_path)
-    assert len(notes) == 1 and rid in notes[0] and "kept no weights" in notes[0]
-    assert "reeval" not in runs.set_index("run_id").loc[rid, "record"]  # the input frame is not modified
-    assert out.set_index("run_id").loc[rid, "record"]["reeval"] == {}
-
-
 def test_overview_table_lists_every_stored_run(runs):
     from benchmark.reporting import overview_table
     df = runs.copy()
@@ -265,10 +256,9 @@ def test_overview_table_lists_every_stored_run(runs):
 # ------------------------------------------------------------------------------------------ figures
 def test_figures_are_drawn_from_stored_runs_only(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCHMARK_DATA_ROOT", str(tmp_path / "no-data-here"))
-    ctx = FigureContext(home=tmp_path / "no-home", reevaluate=False)
     drawn = {}
     for name in ("lnl.figure4", "lnl.bias_head", "pgd.figure13"):
-        res = make_figure(runs, load_spec(SPECS / f"{name}.toml"), ctx=ctx)
+        res = make_figure(runs, load_spec(SPECS / f"{name}.toml"))
         assert res.figure is not None, (name, res.notes)
         assert res.run_ids and set(res.run_ids) <= set(runs["run_id"])
         paths = res.save(tmp_path / "figures")
@@ -276,29 +266,28 @@ def test_figures_are_drawn_from_stored_runs_only(runs, tmp_path, monkeypatch):
         drawn[name] = res
     ax = drawn["lnl.figure4"].figure.axes[0]
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {"Baseline", "BlindEye", "Ours (LNL)"}
-    fig5 = make_figure(runs, load_spec(SPECS / "lnl.figure5.toml"), ctx=ctx)
-    assert fig5.figure is None and fig5.notes
-    empty = make_figure(runs.iloc[0:0], load_spec(SPECS / "lnl.figure4.toml"), ctx=ctx)
+    fig5 = make_figure(runs, load_spec(SPECS / "lnl.figure5.toml"))
+    assert fig5.figure is None and "not re-evaluated: run `python -m benchmark reeval --suite lnl.figure4`" in fig5.notes[-1]
+    empty = make_figure(runs.iloc[0:0], load_spec(SPECS / "lnl.figure4.toml"))
     assert empty.figure is None and "no paper-profile run" in empty.notes[0]
     assert any(t.get_text().startswith("n=") for t in ax.texts)  # every point says its seeds
 
 
 def test_quick_and_stale_records_draw_no_figure_point(stored, tmp_path):
     from benchmark.provenance import mark_stale
-    ctx = FigureContext(home=tmp_path / "no-home", reevaluate=False)
     for name in ("lnl.figure4", "lnl.bias_head", "pgd.figure13"):
-        res = make_figure(mark_stale(stored), load_spec(SPECS / f"{name}.toml"), ctx=ctx)
+        res = make_figure(mark_stale(stored), load_spec(SPECS / f"{name}.toml"))
         assert res.figure is None and res.run_ids == ()
 
 
 # ---------------------------------------------------------------------------------------------- pdf
 def test_pdf_has_the_expected_pages(runs, refs, tmp_path):
     specs = load_specs(SPECS)
-    rep = build_report(runs, refs, specs, ctx=FigureContext(reevaluate=False), store=str(STORE),
+    rep = build_report(runs, refs, specs, store=str(STORE),
                        generated="2000-01-01T00:00:00+00:00", papers_root=None)
     path = write_pdf(rep, tmp_path / "report.pdf")
     assert path.read_bytes().startswith(b"%PDF-") and path.read_bytes().rstrip().endswith(b"%%EOF")
-    # title 1 + lnl: 3 figure pages (figure 5 is not drawn without re-evaluation: a page with its
+    # title 1 + lnl: 3 figure pages (figure 5 is not drawn without stored re-evaluations: a page with its
     # note) + pgd: summary 1 (its 12 cells with both numbers fit), 2 table panels, 1 figure + provenance 1
     expected = 1 + 3 + (1 + 2 + 1) + 1
     assert len(report_pages(rep)) == expected
@@ -315,6 +304,9 @@ def test_quick_run_then_report_writes_a_complete_report(tmp_path, capsys):
     for method in ("vanilla", "lnl"):
         spec = make_spec(method, "colored_mnist", seed=0, epochs=1, max_train=256, max_eval=200)
         run(spec, store=ResultStore(store), progress=False, tags={"suite": "lnl.figure4", "profile": "quick"})
+    # LNL Figure 5 reads paper evidence only, so quick runs are not re-evaluated (test_reeval covers that step)
+    assert main(["reeval", "--results-dir", str(store), "--suite", "lnl.figure4"]) == 0
+    assert "nothing to re-evaluate" in capsys.readouterr().out
     out = tmp_path / "report"
     short = ["lnl.table1", "lnl.figure4", "lnl.figure5", "lnl.bias_head", "pgd.table1"]
     assert main(["report", "--pdf", "--out", str(out), "--results-dir", str(store), "--spec", *short]) == 0

@@ -1,8 +1,9 @@
 """Assemble the whole report (every spec, grouped by paper) and write it out.
 
-``build_report`` is a pure function of (run frame, references, specs, options) except for figures
-that re-evaluate saved weights (LNL Figure 5, cached). ``write_report`` writes markdown, LaTeX,
-figures (PNG + PDF), a provenance CSV and, on request, one PDF (:mod:`.pdf`).
+``build_report`` is a pure function of (run frame, references, specs, options): re-evaluations
+(LNL Figure 5, PGD Table 12) are read from the store, computed beforehand by ``python -m benchmark
+reeval``. ``write_report`` writes markdown, LaTeX, figures (PNG + PDF) and a provenance CSV; the PDF
+is :func:`.pdf.write_pdf`.
 
 Paper tables and figures read paper evidence only (:mod:`benchmark.evidence`, the rule ``status``
 counts by). Every other stored run (quick, untagged, stale, other profiles, unfinished) is listed
@@ -23,10 +24,9 @@ from ..evidence import classify, not_evidence
 from ..references import DEFAULT_ROOT, load_meta
 from ..selection import LABELS
 from ..store import code_version, now_iso
-from .figures import FigureContext, FigureResult, make_figure
+from .figures import FigureResult, make_figure
 from .findings import Finding, counts_line, documented_findings, findings_markdown, load_claims, readme_lines, table_findings
-from .reeval import REEVAL_PREFIX, REEVALUATIONS, attach_reevaluations
-from .runs import match, spec_runs
+from .reevaluated import missing as missing_reevaluations
 from .spec import ReportSpec, SpecError
 from .tables import (gap_frame, gap_list, gap_list_markdown, overview_table, paper_protocol, selection_comparison,
                      selection_comparison_markdown, summary_frame, summary_latex, summary_markdown, to_latex,
@@ -100,7 +100,7 @@ def _paper_key(paper: str):
 
 
 def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec], *,
-                 selections: list[str] | None = None, ctx: FigureContext | None = None, store: str = "",
+                 selections: list[str] | None = None, store: str = "",
                  generated: str | None = None, metric: str = "test.acc", dataset: str | None = None,
                  papers_root: Path | None = None) -> Report:
     """Every table (once per selection; None = each spec's own protocol) and figure, by paper.
@@ -111,18 +111,13 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
         refs: ``load_references()``.
         specs: ``load_specs()``.
         selections: strategies to render side by side; None = the paper's protocol per spec.
-        ctx: figure context (data root and home for re-evaluations).
         store: the store's path, for the provenance line.
         generated: timestamp to print (default: now).
         metric, dataset: for the overview table of the runs outside the papers' protocol.
         papers_root: where ``results/papers/<paper>/`` (meta.json, findings.toml) live.
     """
     runs = classify(runs)
-    ctx = ctx or FigureContext()
-    notes: list[str] = []
-    if ctx.reevaluate:
-        runs, notes = attach_reevaluations(runs, _reevaluations_needed(runs, specs), ctx.home,
-                                           ctx.data_root, ctx.device)
+    notes = missing_reevaluations(runs, specs)
     root = Path(papers_root or DEFAULT_ROOT)
     sections: dict[str, PaperSection] = {}
     for paper in sorted({s.paper for s in specs}, key=_paper_key):
@@ -139,7 +134,7 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
             if len(gaps) > 1:
                 sec.comparisons[spec.name] = selection_comparison(gaps, spec)
         else:
-            sec.figures.append(make_figure(runs, spec, (selections or [spec.selection])[0], ctx))
+            sec.figures.append(make_figure(runs, spec, (selections or [spec.selection])[0]))
     for sec in sections.values():
         sec.summary = summary_frame((t.spec, t.gap) for t in sec.tables)
         pairs = [(t.spec, t.gap) for t in sec.tables]
@@ -167,21 +162,6 @@ def smoke_frame(runs: pd.DataFrame) -> pd.DataFrame:
                          "reason": reason}, columns=cols).sort_values(["class", "run_id"]).reset_index(drop=True)
 
 
-def _reevaluations_needed(runs: pd.DataFrame, specs: list[ReportSpec]) -> dict[str, set[str]]:
-    """run id -> names of the re-evaluations (``record:reeval.<name>...`` metrics) some table reads."""
-    needed: dict[str, set[str]] = {}
-    for spec in specs:
-        for col in spec.columns if spec.kind == "table" else ():
-            if not col.metric.startswith(REEVAL_PREFIX):
-                continue
-            name = col.metric[len(REEVAL_PREFIX):].split(".")[0]
-            if name not in REEVALUATIONS:
-                raise SpecError(f"{spec.name}: unknown re-evaluation {name!r}; known: {sorted(REEVALUATIONS)}")
-            for run_id in match(spec_runs(runs, spec), col.filters).get("run_id", []):
-                needed.setdefault(run_id, set()).add(name)
-    return needed
-
-
 def provenance(runs: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
     """One line per run a report read: id, what it was, budget, code version, when and where."""
     cols = ["run_id", "method", "dataset", "seed", "epochs", "max_train", "suite", "profile", "commit", "created",
@@ -201,7 +181,7 @@ def provenance(runs: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
-def _selection_text(report: Report) -> str:
+def selection_text(report: Report) -> str:
     if not report.selections:
         return "each artefact's own protocol (the paper's, as its spec states)"
     return ", ".join(f"`{s}` ({LABELS[s]})" for s in report.selections)
@@ -273,7 +253,7 @@ def report_markdown(report: Report, figure_dir: str = "figures") -> str:
     out = ["# Reproduction report", "",
            f"Generated {report.generated} by biasbench {code.get('package')} at commit "
            f"{(code.get('commit') or 'unknown')[:10]}{' (with local changes)' if code.get('dirty') else ''}. "
-           f"Result store: `{report.store}` ({report.n_runs} finished runs). Selection: {_selection_text(report)}. "
+           f"Result store: `{report.store}` ({report.n_runs} finished runs). Selection: {selection_text(report)}. "
            "Budget profile: **paper** — paper tables and figures read only paper-profile runs of the current code "
            "(`benchmark.evidence`, the rule `status` counts by); every other run is listed at the end, under "
            "'Smoke and untagged runs — not the papers' protocol'.", "",
@@ -319,8 +299,8 @@ def report_markdown(report: Report, figure_dir: str = "figures") -> str:
     return "\n".join(out)
 
 
-def write_report(report: Report, out_dir: str | Path, pdf: bool = False) -> list[Path]:
-    """Write markdown, LaTeX, figures and provenance under ``out_dir`` (and ``report.pdf``)."""
+def write_report(report: Report, out_dir: str | Path) -> list[Path]:
+    """Write markdown, LaTeX, figures and provenance under ``out_dir``."""
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     written = []
@@ -341,7 +321,4 @@ def write_report(report: Report, out_dir: str | Path, pdf: bool = False) -> list
         written.append(out / name)
     report.provenance.to_csv(out / "runs.csv", index=False)
     written.append(out / "runs.csv")
-    if pdf:
-        from .pdf import write_pdf
-        written.append(write_pdf(report, out / "report.pdf"))
     return written

@@ -8,7 +8,7 @@ Each figure kind is a function ``(runs frame, spec, selection, context) -> Figur
 * ``group_matrix``: the (target × bias) accuracy matrix at the selected epoch, one panel per
   method — PGD Figure 13.
 * ``fixed_bias_confusion``: confusion matrices on test digits re-coloured around one fixed mean
-  colour, one row per method — LNL Figure 5 (re-evaluated from saved weights, see ``reeval``).
+  colour, one row per method — LNL Figure 5 (stored re-evaluations, see :mod:`.reevaluated`).
 * ``bias_head_curve``: the bias head's accuracy per epoch against uniform chance — LNL's claim that
   h falls to chance once f unlearns the bias.
 * ``score_histogram``: per-sample score histograms of majority vs minority samples, from a record's
@@ -29,21 +29,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .reevaluated import missing_note
+from .reevaluated import stored as stored_reevaluation
 from .runs import aggregate, choose_config, match, run_values, spec_runs
 from .spec import ReportSpec
 
 DPI = 150
-
-
-@dataclass
-class FigureContext:
-    """What figures that re-evaluate runs need (LNL Figure 5). Every figure reads paper evidence
-    only (:func:`.runs.spec_runs`)."""
-
-    home: Path | None = None
-    data_root: Path | None = None
-    device: str | None = "cpu"
-    reevaluate: bool = True
 
 
 @dataclass
@@ -83,7 +74,7 @@ def _no_runs_note(spec: ReportSpec) -> str:
             f"filters {spec.filters or 'none'})")
 
 
-def curve(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureContext) -> FigureResult:
+def curve(runs: pd.DataFrame, spec: ReportSpec, selection: str) -> FigureResult:
     """Metric(s) against ``figure_options.x`` (a run-frame column, e.g. ``p.sigma2``), one line per
     method row × metric column; x is mapped by ``x_offset + x_scale * x`` (PGD's |m|/|D| % is
     ``100 − 100·bias_ratio``)."""
@@ -153,7 +144,7 @@ def _matrix(record: dict, row: dict, split: str) -> np.ndarray | None:
     return np.array([[np.nan if v is None else v for v in r] for r in m], dtype=float)
 
 
-def group_matrix(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureContext) -> FigureResult:
+def group_matrix(runs: pd.DataFrame, spec: ReportSpec, selection: str) -> FigureResult:
     """(target × bias) accuracy at the selected epoch, averaged over seeds, one heatmap per method."""
     import seaborn as sns
     from ..selection import selected_row
@@ -196,35 +187,35 @@ def group_matrix(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: Figu
     return FigureResult(spec, fig, notes, tuple(sorted(used)), selection)
 
 
-def fixed_bias_confusion(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureContext) -> FigureResult:
+def fixed_bias_confusion(runs: pd.DataFrame, spec: ReportSpec, selection: str) -> FigureResult:
     """LNL Figure 5: per method, ten row-normalised confusion matrices (true × predicted digit), one
-    per fixed mean colour, from each run's saved weights (averaged over seeds)."""
-    from .reeval import NoWeights, fixed_colour_confusions
+    per fixed mean colour, from each run's stored ``fixed_colour_confusion`` re-evaluation (summed
+    over seeds); panels are titled in the mean colours the re-evaluation stored."""
     base = spec_runs(runs, spec)
     if selection != "last":
         note = [f"re-evaluated from the final weights: the `{selection}` selection does not apply to this figure"]
     else:
         note = []
-    rows, used, notes = [], set(), list(note)
+    rows, used, notes, colours, lacking = [], set(), list(note), None, []
     for row in spec.rows:
         values, cnote = choose_config(run_values(_method_runs(base, row), "last", "test.acc"))
         counts = []
         for v in values:
-            rec = base.loc[base["run_id"] == v.run_id, "record"].iloc[0]
-            if not ctx.reevaluate:
+            out = stored_reevaluation(base.loc[base["run_id"] == v.run_id, "record"].iloc[0], "fixed_colour_confusion")
+            if out is None:
+                lacking.append(v.run_id)
                 continue
-            try:
-                counts.append(fixed_colour_confusions(rec, ctx.home, ctx.data_root, ctx.device))
-                used.add(v.run_id)
-            except NoWeights:
-                notes.append(f"{row.label}: run {v.run_id} kept no weights (rerun with keep_model=True)")
+            counts.append(np.array(out["counts"], dtype=np.int64))
+            colours = colours or out.get("colours")
+            used.add(v.run_id)
         if cnote:
             notes.append(f"{row.label}: {cnote}")
         rows.append((row, np.sum(counts, axis=0) if counts else None, len(counts)))
+    if lacking:
+        notes.append(f"{len(lacking)} run(s) {missing_note(spec)}")
     if not used:
         return FigureResult(spec, None, notes or [_no_runs_note(spec)], (), selection)
-    from benchmark_datasets.colored_mnist import PALETTE
-    k = 10
+    k = len(next(c for _, c, _ in rows if c is not None))  # mean colours
     fig = Figure(figsize=(1.25 * k + 0.6, 1.35 * len(rows) + 0.9), layout="constrained")
     axes = fig.subplots(len(rows), k, squeeze=False)
     for r, (row, c, n) in enumerate(rows):
@@ -240,7 +231,8 @@ def fixed_bias_confusion(runs: pd.DataFrame, spec: ReportSpec, selection: str, c
             m = c[j] / np.maximum(c[j].sum(1, keepdims=True), 1)
             ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
             if r == 0:
-                ax.set_title(f"{j}", fontsize=9, color="white", backgroundcolor=tuple(PALETTE[j]))
+                colour = tuple(colours[j]) if colours and j < len(colours) and colours[j] else "grey"
+                ax.set_title(f"{j}", fontsize=9, color="white", backgroundcolor=colour)
             if j == 0:
                 ax.set_ylabel(f"{row.label}\n(n={n})\ntrue", fontsize=8)
             if r == len(rows) - 1:
@@ -249,7 +241,7 @@ def fixed_bias_confusion(runs: pd.DataFrame, spec: ReportSpec, selection: str, c
     return FigureResult(spec, fig, notes, tuple(sorted(used)), "last")
 
 
-def bias_head_curve(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureContext) -> FigureResult:
+def bias_head_curve(runs: pd.DataFrame, spec: ReportSpec, selection: str) -> FigureResult:
     """Bias-head accuracy per epoch (``<split>.bias_head_acc.<head>`` and ``train.bias_head_acc*``),
     mean ± std over seeds, with the 1/K line of uniform guessing."""
     split = spec.figure_options.get("split", "test")
@@ -310,18 +302,14 @@ def _head_series(history: list[dict], split: str) -> dict[str, list[float]]:
 
 
 def _head_chance(record: dict) -> dict[str, int]:
-    """Bias-head class counts from the dataset's registered info (empty when it is not registered)."""
-    try:
-        from ..hparams import from_dict
-        from ..registry import DATASETS
-        fam = DATASETS.get(record["spec"]["dataset"])
-        info = fam().info(from_dict(fam.Params, record["spec"]["dataset_params"]))
-        return {h.name: h.num_classes for h in info.bias_heads}
-    except Exception:  # a dataset that is not installed: no chance line
-        return {}
+    """Bias-head class counts of the run's dataset from the plug-in catalogue (plain data; empty when
+    the dataset is not installed)."""
+    from ..catalogue import dataset_entry, load
+    entry = dataset_entry(load(), record["spec"]["dataset"])
+    return dict(entry.get("bias_heads") or {}) if entry else {}
 
 
-def score_histogram(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: FigureContext) -> FigureResult:
+def score_histogram(runs: pd.DataFrame, spec: ReportSpec, selection: str) -> FigureResult:
     """Histograms stored in ``record["prepare"][<key ending in 'hist'>]`` as
     ``{"edges": [...], "aligned": [...], "conflicting": [...]}`` (counts per bin), majority vs
     minority, normalised to fractions of each group; the first run of each method row."""
@@ -355,15 +343,14 @@ def score_histogram(runs: pd.DataFrame, spec: ReportSpec, selection: str, ctx: F
     return FigureResult(spec, fig, [], tuple(sorted({f[3] for f in found})), selection)
 
 
-FIGURES: dict[str, Callable[[pd.DataFrame, ReportSpec, str, Any], FigureResult]] = {
+FIGURES: dict[str, Callable[[pd.DataFrame, ReportSpec, str], FigureResult]] = {
     "curve": curve, "group_matrix": group_matrix, "fixed_bias_confusion": fixed_bias_confusion,
     "bias_head_curve": bias_head_curve, "score_histogram": score_histogram,
 }
 
 
-def make_figure(runs: pd.DataFrame, spec: ReportSpec, selection: str | None = None,
-                ctx: FigureContext | None = None) -> FigureResult:
+def make_figure(runs: pd.DataFrame, spec: ReportSpec, selection: str | None = None) -> FigureResult:
     """Draw the figure a spec names, from ``runs`` (``ResultStore.query()``) only."""
     if spec.figure not in FIGURES:
         raise ValueError(f"{spec.name}: unknown figure {spec.figure!r}; known: {sorted(FIGURES)}")
-    return FIGURES[spec.figure](runs, spec, selection or spec.selection, ctx or FigureContext())
+    return FIGURES[spec.figure](runs, spec, selection or spec.selection)

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from ..selection import LABELS
-from .build import Report, _selection_text
+from .build import Report, selection_text
 from .tables import (BIAS_MARK, NO_SELECTION, NOT_RUN, OUTSIDE, WITHIN, _row_label, cell_parts, gap_list,
                      selection_line)
 
@@ -219,7 +219,7 @@ def _title_page(report: Report) -> Figure:
              f"Code: biasbench {code.get('package')} at commit {(code.get('commit') or 'unknown')[:12]}"
              f"{' (with local changes)' if code.get('dirty') else ''}",
              f"Result store: {report.store} ({report.n_runs} finished runs; {len(report.provenance)} read here)",
-             f"Selection: {_selection_text(report).replace('`', '')}", "Budget profile: paper (tables and figures read paper-profile runs of the current code only)", "",
+             f"Selection: {selection_text(report).replace('`', '')}", "Budget profile: paper (tables and figures read paper-profile runs of the current code only)", "",
              "Cells: ours mean ± std (n = seeds), with (paper, Δ = ours − paper).",
              "Within tolerance: |Δ| ≤ max(tolerance, 2 × the paper's std) — see results/papers/<paper>/README.md.", ""]
     for sec in report.sections:

@@ -15,6 +15,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from ..selection import LABELS
+from .reevaluated import METRIC_PREFIX as REEVAL_METRIC
+from .reevaluated import missing_note
 from .runs import aggregate, cell_runs, match, spec_runs
 from .spec import ReportSpec, SpecError
 
@@ -86,7 +88,7 @@ def gap_frame(runs: pd.DataFrame, refs: pd.DataFrame, spec: ReportSpec, selectio
             elif not agg.n:
                 status = NO_SELECTION
                 why = (f"no run can be selected by {selection}" if all(v.selected is None for v in values)
-                       else f"metric {col.metric} absent")
+                       else missing_note(spec) if col.metric.startswith(REEVAL_METRIC) else f"metric {col.metric} absent")
                 note = "; ".join(x for x in (note, why) if x)
             elif math.isnan(paper) or math.isnan(tol):
                 status = NO_REFERENCE

@@ -52,6 +52,9 @@ CASES = [
     ("suite slice that matches nothing", SUITE + ["--match", "method=lnl"], ["matches --match method=lnl", "--dry-run -v"]),
     ("run with nothing to run", ["run"], ["needs --method and --dataset"]),
     ("probe of an unknown run", ["probe", "--run-id", "feedbeef"], ["feedbeef"]),
+    ("re-evaluation of an unknown run", ["reeval", "--run-id", "feedbeef"], ["feedbeef", "matches 0 stored runs"]),
+    ("unknown re-evaluation", ["reeval", "--name", "nope"], ["--name nope", "random_colour"]),
+    ("re-evaluation from a missing specs folder", ["reeval", "--specs-dir", "{tmp}/nospecs"], ["nospecs"]),
     ("report of an unknown spec", ["report", "--spec", "nope.table9", "--out", "{tmp}/rep"], ["nope.table9"]),
     ("report from a missing specs folder", ["report", "--specs-dir", "{tmp}/nospecs", "--out", "{tmp}/rep"], ["nospecs"]),
     ("README block from some specs", ["report", "--update-readme", "--spec", "lnl.table1", "--out", "{tmp}/rep"],
@@ -67,7 +70,7 @@ def test_bad_input_is_one_line_and_touches_nothing(case, stored, tmp_path):
     (tmp_path / "afile").write_text("a file, not a folder")
     (tmp_path / "empty").mkdir()
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    if argv[0] in ("run", "status", "probe", "report") and "--results-dir" not in argv:
+    if argv[0] in ("run", "status", "probe", "report", "reeval") and "--results-dir" not in argv:
         argv += ["--results-dir", str(stored.root)]
     before = store_hash(stored.root)
     rc, out, err = cli(argv)

@@ -92,7 +92,7 @@ def test_every_reader_survives_a_damaged_record_and_the_spec_runs_again(stored, 
 def test_report_names_nothing_it_cannot_read(stored, tmp_path):
     victim = sorted(r["run_id"] for r in stored.records())[0]
     stored.path(victim).write_text("")
-    rc, out, err = cli(["report", "--results-dir", str(stored.root), "--out", str(tmp_path / "rep"), "--no-reeval"])
+    rc, out, err = cli(["report", "--results-dir", str(stored.root), "--out", str(tmp_path / "rep")])
     assert rc == 0, err
     assert "Traceback" not in err and "damaged record" in err and str(stored.path(victim)) in err
 
