@@ -137,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="any", choices=["paper", "quick", "any"],
                    help="budget profile of the runs to read (default any: paper-profile runs win where both exist)")
     p.add_argument("--spec", nargs="+", metavar="NAME", help="only these specs (e.g. lnl.table1 pgd.figure2)")
-    p.add_argument("--specs-dir", help="folder of report specs (default reports/specs)")
+    p.add_argument("--specs-dir", action="append", default=[], metavar="DIR",
+                   help="also read the report specs (*.toml) in this folder (repeatable); the built-in reports/specs "
+                        "and plug-ins' specs (entry-point group benchmark.report_specs) are always read unless "
+                        "--no-default-specs")
+    p.add_argument("--no-default-specs", action="store_true",
+                   help="read only the --specs-dir folders, not reports/specs nor plug-ins' specs")
     p.add_argument("--untagged", action="store_true", help="also read runs that carry no suite tag")
     p.add_argument("--include-stale", action="store_true",
                    help="let records whose code changed since fill cells (default: listed apart, not used)")
@@ -741,10 +746,13 @@ def cmd_report(args) -> int:
     from .reporting.build import summary_text
     from .store import ResultStore
     store = ResultStore(args.results_dir)
-    if args.specs_dir and not os.path.isdir(args.specs_dir):
-        raise UsageError(f"--specs-dir {args.specs_dir}: no such folder (the default is reports/specs)")
+    for folder in args.specs_dir:
+        if not os.path.isdir(folder):
+            raise UsageError(f"--specs-dir {folder}: no such folder; name a folder of report specs (*.toml)")
+    if args.no_default_specs and not args.specs_dir:
+        raise UsageError("--no-default-specs needs at least one --specs-dir DIR to read specs from")
     try:
-        specs = load_specs(args.specs_dir, args.spec)
+        specs = load_specs(args.specs_dir, args.spec, defaults=not args.no_default_specs)
         report = build_report(mark_stale(store.query()), load_references(), specs, selections=args.selection,
                               profile=args.profile, untagged=args.untagged, store=str(store.root),
                               include_stale=args.include_stale,

@@ -99,7 +99,7 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
             ``benchmark.provenance.mark_stale``) fill cells and figures; by default they are only
             listed in their own section.
     """
-    stale = stale_frame(runs)
+    stored, stale = runs, stale_frame(runs)
     if not include_stale and not stale.empty:
         runs = runs[~runs["run_id"].isin(stale["run_id"])]
     ctx = ctx or FigureContext()
@@ -126,11 +126,18 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
             sec.figures.append(make_figure(runs, spec, (selections or [spec.selection])[0], ctx))
     for sec in sections.values():
         sec.summary = summary_frame((t.spec, t.gap) for t in sec.tables)
-    used = sorted({r for sec in sections.values() for t in sec.tables for ids in t.gap["run_ids"] for r in ids}
-                  | {r for sec in sections.values() for f in sec.figures for r in f.run_ids})
+    read_by: dict[str, set[str]] = {}
+    for sec in sections.values():
+        for t in sec.tables:
+            for r in (r for ids in t.gap["run_ids"] for r in ids):
+                read_by.setdefault(r, set()).add(t.spec.name)
+        for f in sec.figures:
+            for r in f.run_ids:
+                read_by.setdefault(r, set()).add(f.spec.name)
     return Report(list(sections.values()), selections, profile, generated or now_iso(), code_version(), store,
                   int((runs["status"] == "done").sum()) if "status" in runs.columns else len(runs),
-                  provenance(runs, used), overview_table(runs, metric, dataset), notes, stale, include_stale)
+                  provenance(stored, {r: sorted(v) for r, v in read_by.items()}), overview_table(runs, metric, dataset),
+                  notes, stale, include_stale)
 
 
 def stale_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -159,22 +166,23 @@ def _reevaluations_needed(runs: pd.DataFrame, specs: list[ReportSpec], profile: 
     return needed
 
 
-def provenance(runs: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
-    """One line per run a report read: id, what it was, budget, code version, when and where."""
+def provenance(runs: pd.DataFrame, read_by: dict[str, list[str]]) -> pd.DataFrame:
+    """One line per stored run: id, what it was, budget, code version, when and where, and
+    ``read_by``: the specs whose tables or figures read it (";"-separated; empty when no spec reads
+    it, e.g. a plug-in's run without a spec of its own, a stale record or an untagged run)."""
     cols = ["run_id", "method", "dataset", "seed", "epochs", "max_train", "suite", "profile", "commit", "created",
-            "device", "wall_time_s"]
-    if runs.empty or not run_ids:
+            "device", "wall_time_s", "read_by"]
+    if runs.empty:
         return pd.DataFrame(columns=cols)
-    sub = runs[runs["run_id"].isin(run_ids)].sort_values("run_id")
     out = []
-    for rec in sub["record"]:
+    for rec in runs.sort_values("run_id")["record"]:
         code = rec.get("code") or {}
         commit = (code.get("commit") or "unknown")[:10] + ("+dirty" if code.get("dirty") else "")
         tags = rec.get("tags") or {}
         s = rec["spec"]
         out.append([rec["run_id"], s["method"], s["dataset"], s["seed"], s["epochs"], s.get("max_train"),
                     tags.get("suite", ""), tags.get("profile", ""), commit, rec.get("created", ""),
-                    rec.get("device", ""), rec.get("wall_time_s")])
+                    rec.get("device", ""), rec.get("wall_time_s"), ";".join(sorted(read_by.get(rec["run_id"], [])))])
     return pd.DataFrame(out, columns=cols)
 
 
@@ -233,9 +241,9 @@ def report_markdown(report: Report, figure_dir: str = "figures") -> str:
         out += [f"## Stale records ({len(report.stale)}: code changed since they ran; {use})", "",
                 "`python -m benchmark run --suite S --rerun-stale` retrains them.", "",
                 report.stale.to_markdown(index=False, tablefmt="github"), ""]
-    out += ["## Provenance: runs read by this report", ""]
+    out += ["## Provenance: every stored run (`read_by`: the specs that read it)", ""]
     if report.provenance.empty:
-        out += ["No run was read.", ""]
+        out += ["No stored run.", ""]
     else:
         out += [report.provenance.to_markdown(index=False, tablefmt="github"), ""]
     out += ["## Every stored run (last epoch, all suites)", "", report.overview, ""]

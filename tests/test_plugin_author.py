@@ -1,0 +1,110 @@
+"""The plug-in author's path: a plug-in ships a method, a suite and a report spec (tests/plugin/);
+``report`` renders that spec, ``--specs-dir`` adds folders, and ``runs.csv`` lists every stored run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmark.reporting import SpecError, load_specs
+from benchmark.reporting.spec import DEFAULT_SPEC_DIR, plugin_spec_dirs
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "tests" / "plugin"
+PLUGIN_SPEC = PLUGIN / "biasbench_example_plugin" / "specs" / "example.smoothing.toml"
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(PLUGIN), **(env or {})}, timeout=600)
+
+
+def spec_folder(path: Path, *names: str) -> Path:
+    """A folder holding a copy of the plug-in's spec under each of ``names``."""
+    path.mkdir()
+    for name in names:
+        (path / f"{name}.toml").write_text(PLUGIN_SPEC.read_text().replace("Example:", f"{name}:"))
+    return path
+
+
+@pytest.fixture
+def plugin_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGIN))  # its *.dist-info makes the entry points visible
+
+
+def test_plugin_spec_is_found_through_its_entry_point_without_importing_it(plugin_on_path):
+    (folder, origin), = [d for d in plugin_spec_dirs() if "biasbench-example-plugin" in d[1]]
+    assert folder == PLUGIN_SPEC.parent and "benchmark.report_specs" in origin
+    assert "biasbench_example_plugin" not in sys.modules  # located, not imported
+    names = [s.name for s in load_specs()]
+    assert "example.smoothing" in names and "pgd.table1" in names  # the built-ins stay
+
+
+def test_specs_dir_adds_folders_and_a_duplicate_name_names_both_files(plugin_on_path, tmp_path):
+    one, two = spec_folder(tmp_path / "one", "extra.one"), spec_folder(tmp_path / "two", "extra.two")
+    names = {s.name for s in load_specs([one, two])}
+    assert {"extra.one", "extra.two", "example.smoothing", "pgd.table1"} <= names
+    assert [s.name for s in load_specs([one, two], defaults=False)] == ["extra.one", "extra.two"]
+    assert load_specs([one, two], ["extra.two"])[0].title.startswith("extra.two:")
+    clash = spec_folder(tmp_path / "clash", "pgd.table1")
+    with pytest.raises(SpecError) as err:
+        load_specs([one, clash])
+    assert str(DEFAULT_SPEC_DIR / "pgd.table1.toml") in str(err.value)
+    assert str(clash / "pgd.table1.toml") in str(err.value) and "built-in reports/specs" in str(err.value)
+
+
+def test_runs_csv_lists_every_stored_run_with_the_specs_that_read_it(tmp_path):
+    """On the checked-in fixture store: a spec reading PGD Table 1 runs leaves the LNL Figure 4 runs
+    unread; runs.csv still lists them, with an empty ``read_by``."""
+    from benchmark.references import load_references
+    from benchmark.reporting import FigureContext, build_report, write_report
+    from benchmark.store import ResultStore
+    runs = ResultStore(REPO / "tests" / "fixtures" / "store").query()
+    specs = load_specs([REPO / "tests" / "fixtures" / "specs"], ["pgd.table1_cm"], defaults=False)
+    write_report(build_report(runs, load_references(), specs, ctx=FigureContext(reevaluate=False)), tmp_path)
+    csv = pd.read_csv(tmp_path / "runs.csv", keep_default_na=False)
+    assert sorted(csv["run_id"]) == sorted(runs["run_id"])
+    read = csv.groupby("suite")["read_by"].agg(set).to_dict()
+    assert read["lnl.figure4"] == {""} and "pgd.table1_cm" in read["pgd.table1"]
+
+
+def test_report_renders_the_plugin_spec_and_specs_dir_adds_folders(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    suite = cli("run", "--suite", "example.smoothing", "--profile", "quick", "--no-mlflow", "--no-progress",
+                "--results-dir", str(runs))
+    assert suite.returncode == 0, suite.stderr
+    extra = spec_folder(tmp_path / "extra", "extra.one")
+    rep = cli("report", "--results-dir", str(runs), "--out", str(out), "--no-reeval", "--specs-dir", str(extra),
+              "--spec", "example.smoothing", "extra.one")
+    assert rep.returncode == 0, rep.stderr
+    table = (out / "tables" / "example.smoothing.last.md").read_text()
+    assert "Label smoothing (label_smoothing)" in table and "Runs: 1 (budget profile: quick)" in table
+    assert "—" not in table.split("| σ² = 0.02")[1]  # the cell holds our number
+    assert (out / "tables" / "extra.one.last.md").read_text().startswith("### extra.one:")
+    csv = pd.read_csv(out / "runs.csv", keep_default_na=False)
+    assert list(csv["method"]) == ["label_smoothing"] and list(csv["read_by"]) == ["example.smoothing;extra.one"]
+    # a second folder holding a spec of a name already taken: one error line naming both files
+    clash = spec_folder(tmp_path / "clash", "example.smoothing")
+    bad = cli("report", "--results-dir", str(runs), "--out", str(tmp_path / "bad"), "--specs-dir", str(extra),
+              "--specs-dir", str(clash))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    (line,) = bad.stderr.strip().splitlines()
+    assert line.startswith("error: report spec 'example.smoothing' is defined twice")
+    assert str(PLUGIN_SPEC) in line and str(clash / "example.smoothing.toml") in line
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_a_plugin_run_no_spec_reads_is_in_runs_csv(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    lone = cli("run", "--method", "label_smoothing", "--dataset", "colored_mnist", "--sigma2", "0.02", "--epochs", "1",
+               "--max-train", "256", "--no-mlflow", "--no-progress", "--results-dir", str(runs))  # untagged
+    assert lone.returncode == 0, lone.stderr
+    rep = cli("report", "--results-dir", str(runs), "--out", str(out), "--no-reeval")
+    assert rep.returncode == 0, rep.stderr
+    csv = pd.read_csv(out / "runs.csv", keep_default_na=False)
+    assert list(csv["method"]) == ["label_smoothing"] and list(csv["read_by"]) == [""]
