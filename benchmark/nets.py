@@ -2,7 +2,8 @@
 
 Backbones are plug-ins like methods: ``@register_backbone("name")`` on a :class:`Backbone`
 subclass, declared in the ``benchmark.backbones`` entry-point group when they live outside
-this package. A dataset names its default backbone in ``DatasetInfo.backbone``.
+this package. A dataset names its default backbone in ``DatasetInfo.backbone``. Any timm model
+is a backbone too, by the name ``timm:<model>`` (:mod:`benchmark.nets_timm`).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from ._registry import Registry
+from ._registry import Registry, RegistryError
 from .data import BiasHead, DatasetInfo
 
 
@@ -33,8 +34,41 @@ class Backbone(nn.Module):
         return self.g(self.f(x))
 
 
-BACKBONES: Registry[Backbone] = Registry("backbone", "benchmark.backbones", Backbone)
-register_backbone = BACKBONES.register
+class _Backbones(Registry[Backbone]):
+    """The backbone registry, plus ``timm:<model>``: any timm model by name (:mod:`benchmark.nets_timm`)."""
+
+    def get(self, name: str) -> type[Backbone]:
+        if name.startswith(TIMM_PREFIX):
+            from .nets_timm import timm_backbone
+            return timm_backbone(name[len(TIMM_PREFIX):])
+        return super().get(name)
+
+    def __contains__(self, name: str) -> bool:
+        if isinstance(name, str) and name.startswith(TIMM_PREFIX):
+            try:
+                self.get(name)
+            except RegistryError:
+                return False
+            return True
+        return super().__contains__(name)
+
+
+TIMM_PREFIX = "timm:"
+BACKBONES: Registry[Backbone] = _Backbones("backbone", "benchmark.backbones", Backbone)
+
+
+def register_backbone(name: str):
+    """Class decorator registering a :class:`Backbone` subclass as ``name`` (``@register_backbone("resnet18")``).
+
+    Its ``__init__(info)`` builds ``f``, ``g`` and sets ``feat_shape`` for ``info.input_shape`` and
+    ``info.num_classes``. A plug-in outside this package also declares the class under
+    ``[project.entry-points."benchmark.backbones"]`` with the same name; ``run --backbone NAME``
+    then selects it.
+
+    Raises:
+        RegistryError: ``name`` taken by another class, or not a ``Backbone`` subclass.
+    """
+    return BACKBONES.register(name)
 
 
 def conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, bn: bool = True) -> list[nn.Module]:
@@ -160,4 +194,14 @@ def bias_correct(logits: torch.Tensor, target: torch.Tensor, head: BiasHead) -> 
 
 
 def build_backbone(info: DatasetInfo, name: str | None = None) -> Backbone:
+    """The backbone a method trains: ``name``, else the run's (``info.backbone``: the dataset's
+    default, or ``run --backbone``), built for ``info``'s input shape and class count.
+
+    A method calls it in ``__init__`` and should pass no ``name`` unless it needs a specific
+    network (e.g. a small biased model beside the main one): then ``--backbone`` still reaches the
+    main network. The result splits into ``f`` (features, shape ``feat_shape``) and ``g`` (logits).
+
+    Raises:
+        RegistryError: unknown or broken backbone name, listing the known ones.
+    """
     return BACKBONES.get(name or info.backbone)(info)
