@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"smoke budget for CPUs: {QUICK['epochs']} epochs on {QUICK['max_train']} training samples")
     p.add_argument("--set", dest="hparams", action="append", default=[], metavar="NAME=VALUE",
                    help="override a method hyperparameter (repeatable)")
-    p.add_argument("--backbone", help="override the dataset's default backbone")
+    p.add_argument("--backbone", help="override the dataset's default backbone: a name `list` shows, or "
+                   "timm:<model> for any timm model (e.g. timm:resnet18; weights only from --pretrained FILE)")
     p.add_argument("--label-noise", type=float, default=0.0, metavar="FRACTION",
                    help="flip this fraction of training labels to a wrong class (PGD App. B.3); default 0")
     p.add_argument("--rerun-stale", action="store_true",
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_sweep_parser(sub)
     _add_perf_parser(sub)
+    _add_export_parser(sub)
     for p in sub.choices.values():  # `run ... --debug` as well as `--debug run ...`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
@@ -381,6 +383,8 @@ def cmd_list(args) -> int:
     print("Backbones:")
     for b in cat["backbones"]:
         print(f"  {b['name']:<16} {b['doc']}")
+    print(f"  {'timm:<model>':<16} any timm model by name, e.g. --backbone timm:resnet18 (random weights, or "
+          "--pretrained FILE; nothing is downloaded)")
     print("Suites (run --suite NAME [--profile paper|quick]):")
     for s in cat["suites"]:
         counts = ", ".join(f"{p} {n} runs" for p, n in s["counts"].items())
@@ -675,6 +679,32 @@ def _add_perf_parser(sub) -> None:
     add_arguments(p)
 
 
+# --- export: the result store as one Parquet file, see benchmark.export ---
+def _add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="the result store as one Parquet file (pandas, polars, DuckDB, HF datasets)",
+                       description="Write every stored record as one row of a Parquet file: spec, dataset "
+                                   "parameters (p.*), hyperparameters (hp.*), tags (tag.*), final metrics "
+                                   "(<split>.<metric>) and the whole JSON record. Load it with "
+                                   "pandas.read_parquet(FILE) or datasets.load_dataset('parquet', data_files=FILE).")
+    p.add_argument("--parquet", required=True, metavar="FILE", help="file to write (must not exist yet)")
+    _add_common(p)
+
+
+def cmd_export(args) -> int:
+    from .export import export_parquet
+    from .store import ResultStore
+    from pathlib import Path
+    out = Path(args.parquet)
+    if out.exists():
+        raise UsageError(f"--parquet {out}: the file exists; name a new file (or delete that one first)")
+    if not out.parent.is_dir():
+        raise UsageError(f"--parquet {out}: no folder {out.parent}; create it first")
+    store = ResultStore(args.results_dir)
+    n = export_parquet(store, out)
+    print(f"wrote {n} run(s) from {store.root} to {out}")
+    return 0
+
+
 # --- packed runs (run --pack K|auto): several compatible runs as one stacked model, see benchmark.pack ---
 def _add_pack_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pack", metavar="K|auto",
@@ -887,7 +917,8 @@ def _error_message(e: BaseException) -> str:
 
 def _dispatch(args, extra: list[str]) -> int:
     commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
-                "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep, "perf": cmd_perf}
+                "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep, "perf": cmd_perf,
+                "export": cmd_export}
     if args.command == "run":
         return cmd_run(args, extra)
     return commands[args.command](args)
