@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from ._registry import Registry, RegistryError
+from ._registry import Registry
 from .data import BiasHead, DatasetInfo
 
 
@@ -34,41 +34,8 @@ class Backbone(nn.Module):
         return self.g(self.f(x))
 
 
-class _Backbones(Registry[Backbone]):
-    """The backbone registry, plus ``timm:<model>``: any timm model by name (:mod:`benchmark.nets_timm`)."""
-
-    def get(self, name: str) -> type[Backbone]:
-        if name.startswith(TIMM_PREFIX):
-            from .nets_timm import timm_backbone
-            return timm_backbone(name[len(TIMM_PREFIX):])
-        return super().get(name)
-
-    def __contains__(self, name: str) -> bool:
-        if isinstance(name, str) and name.startswith(TIMM_PREFIX):
-            try:
-                self.get(name)
-            except RegistryError:
-                return False
-            return True
-        return super().__contains__(name)
-
-
-TIMM_PREFIX = "timm:"
-BACKBONES: Registry[Backbone] = _Backbones("backbone", "benchmark.backbones", Backbone)
-
-
-def register_backbone(name: str):
-    """Class decorator registering a :class:`Backbone` subclass as ``name`` (``@register_backbone("resnet18")``).
-
-    Its ``__init__(info)`` builds ``f``, ``g`` and sets ``feat_shape`` for ``info.input_shape`` and
-    ``info.num_classes``. A plug-in outside this package also declares the class under
-    ``[project.entry-points."benchmark.backbones"]`` with the same name; ``run --backbone NAME``
-    then selects it.
-
-    Raises:
-        RegistryError: ``name`` taken by another class, or not a ``Backbone`` subclass.
-    """
-    return BACKBONES.register(name)
+BACKBONES: Registry[Backbone] = Registry("backbone", "benchmark.backbones", Backbone)
+register_backbone = BACKBONES.register
 
 
 def conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, bn: bool = True) -> list[nn.Module]:

@@ -21,10 +21,10 @@ from torch import nn
 
 from ._registry import RegistryError
 from .data import DatasetInfo
-from .nets import TIMM_PREFIX, Backbone
+from .nets import Backbone
 from .nets_resnet import load_state_dict_file
 
-PREFIX = TIMM_PREFIX
+PREFIX = "timm:"  # see benchmark._registry.PREFIXED
 
 
 class TimmBackbone(Backbone):
