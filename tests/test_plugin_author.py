@@ -108,3 +108,57 @@ def test_a_plugin_run_no_spec_reads_is_in_runs_csv(tmp_path):
     assert rep.returncode == 0, rep.stderr
     csv = pd.read_csv(out / "runs.csv", keep_default_na=False)
     assert list(csv["method"]) == ["label_smoothing"] and list(csv["read_by"]) == [""]
+
+
+# --- the README's plug-in example, as written --------------------------------------------------------
+README_FILES = ["my_package/my_method.py", "my_package/my_dataset.py", "my_package/my_backbone.py",
+                "my_package/my_suite.py", "my_package/specs/my.stripes.toml", "pyproject.toml"]
+
+
+def readme_plugin_package(root: Path) -> Path:
+    """Write the README "Plug-ins" section's code blocks, in order, as the package they describe."""
+    import re
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Plug-ins"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks = [body for lang, body in re.findall(r"```(\w+)\n(.*?)```", section, re.S) if lang != "bash"]
+    assert len(blocks) == len(README_FILES)
+    for name, body in zip(README_FILES, blocks):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(body, encoding="utf-8")
+    (root / "my_package" / "__init__.py").write_text("")
+    return root
+
+
+def test_the_readme_plugin_example_parses(tmp_path):
+    import ast
+    import tomllib
+
+    from benchmark.reporting.spec import load_spec
+    root = readme_plugin_package(tmp_path)
+    for name in README_FILES[:4]:
+        ast.parse((root / name).read_text(), name)
+    spec = load_spec(root / "my_package" / "specs" / "my.stripes.toml")
+    assert spec.suite == ("my.stripes",) and [r.method for r in spec.rows] == ["vanilla", "my_method"]
+    groups = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert set(groups) == {"benchmark.methods", "benchmark.datasets", "benchmark.backbones", "benchmark.suites",
+                           "benchmark.report_specs"}
+
+
+@pytest.mark.slow
+def test_the_readme_plugin_example_installs_runs_and_reports(tmp_path):
+    root = readme_plugin_package(tmp_path / "pkg")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
+                    str(site), str(root)], check=True, capture_output=True, timeout=300)
+    env = {"PYTHONPATH": str(site)}
+    listed = cli("list", env=env)
+    assert all(n in listed.stdout for n in ("my_method", "striped_mnist", "tiny_mlp", "my.stripes")), listed.stdout
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    res = cli("run", "--suite", "my.stripes", "--profile", "quick", "--no-mlflow", "--no-progress",
+              "--results-dir", str(runs), env=env)
+    assert res.returncode == 0, res.stderr
+    rep = cli("report", "--results-dir", str(runs), "--out", str(out), "--no-reeval", "--spec", "my.stripes", env=env)
+    assert rep.returncode == 0, rep.stderr
+    table = (out / "tables" / "my.stripes.last.md").read_text()
+    assert "Runs: 4 (budget profile: quick)" in table and "0 not yet run" in table
