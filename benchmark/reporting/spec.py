@@ -194,7 +194,7 @@ def load_specs(spec_dirs: Iterable[str | Path] = (), names: list[str] | None = N
     """Every spec of the given folders, sorted by name.
 
     Args:
-        spec_dirs: extra folders of ``*.toml`` specs (``report --specs-dir``, repeatable).
+        spec_dirs: extra folders of ``*.toml`` specs (``report --specs-dir``, repeatable), or one folder.
         names: keep only these specs; an unknown name raises, listing the known ones.
         defaults: also read the built-in folder ``reports/specs`` and the folder of every plug-in
             declared in the entry-point group ``benchmark.report_specs`` (see :func:`plugin_spec_dirs`).
@@ -203,6 +203,8 @@ def load_specs(spec_dirs: Iterable[str | Path] = (), names: list[str] | None = N
         SpecError: a malformed spec, a missing folder, or two specs of one name (the message names
             both files and where each came from).
     """
+    if isinstance(spec_dirs, (str, Path)):
+        spec_dirs = [spec_dirs]
     sources: list[tuple[Path, str]] = []
     if defaults:
         sources.append((DEFAULT_SPEC_DIR, "built-in reports/specs"))
