@@ -122,6 +122,7 @@ class BiasedDataset:
         splits: "train", "test" and any protocol split ("val", "tb2", ...).
         params: the protocol parameters it was built from.
         fingerprint: SHA-256 (first 16 hex digits) of the generated tensors.
+        augment: the family's train-time augmentation (:meth:`DatasetFamily.augment`), or None.
     """
 
     info: DatasetInfo

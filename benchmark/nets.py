@@ -18,8 +18,15 @@ from .data import BiasHead, DatasetInfo
 class Backbone(nn.Module):
     """``f`` maps inputs to features of shape ``feat_shape``; ``g`` maps features to class logits.
 
-    ``takes_pretrained``: True when the backbone loads ``info.backbone_options["pretrained"]``
-    (``--pretrained PATH|imagenet``); a run asking a backbone without it for weights is refused.
+    A subclass's ``__init__(info)`` sets all three for ``info.input_shape`` and ``info.num_classes``.
+
+    Attributes:
+        f: the feature extractor (what LNL and Blind Eye unlearn the bias from, what probes read).
+        g: the classifier on f's output.
+        feat_shape: one sample's feature shape: ``(D,)`` for vectors, ``(C, H, W)`` for maps (map
+            bias heads such as LNL's colour label need a map).
+        takes_pretrained: True when the backbone loads ``info.backbone_options["pretrained"]``
+            (``--pretrained PATH|imagenet``); a run asking a backbone without it for weights is refused.
     """
 
     takes_pretrained: bool = False

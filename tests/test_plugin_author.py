@@ -46,13 +46,13 @@ def test_plugin_spec_is_found_through_its_entry_point_without_importing_it(plugi
 
 def test_specs_dir_adds_folders_and_a_duplicate_name_names_both_files(plugin_on_path, tmp_path):
     one, two = spec_folder(tmp_path / "one", "extra.one"), spec_folder(tmp_path / "two", "extra.two")
-    names = {s.name for s in load_specs([one, two])}
+    names = {s.name for s in load_specs([one, two], defaults=True)}  # what `report --specs-dir A --specs-dir B` reads
     assert {"extra.one", "extra.two", "example.smoothing", "pgd.table1"} <= names
-    assert [s.name for s in load_specs([one, two], defaults=False)] == ["extra.one", "extra.two"]
-    assert load_specs([one, two], ["extra.two"])[0].title.startswith("extra.two:")
+    assert [s.name for s in load_specs([one, two])] == ["extra.one", "extra.two"]  # folders given: only those
+    assert load_specs([one, two], ["extra.two"], defaults=True)[0].title.startswith("extra.two:")
     clash = spec_folder(tmp_path / "clash", "pgd.table1")
     with pytest.raises(SpecError) as err:
-        load_specs([one, clash])
+        load_specs([one, clash], defaults=True)
     assert str(DEFAULT_SPEC_DIR / "pgd.table1.toml") in str(err.value)
     assert str(clash / "pgd.table1.toml") in str(err.value) and "built-in reports/specs" in str(err.value)
 
@@ -64,7 +64,7 @@ def test_runs_csv_lists_every_stored_run_with_the_specs_that_read_it(tmp_path):
     from benchmark.reporting import FigureContext, build_report, write_report
     from benchmark.store import ResultStore
     runs = ResultStore(REPO / "tests" / "fixtures" / "store").query()
-    specs = load_specs([REPO / "tests" / "fixtures" / "specs"], ["pgd.table1_cm"], defaults=False)
+    specs = load_specs(REPO / "tests" / "fixtures" / "specs", ["pgd.table1_cm"])
     write_report(build_report(runs, load_references(), specs, ctx=FigureContext(reevaluate=False)), tmp_path)
     csv = pd.read_csv(tmp_path / "runs.csv", keep_default_na=False)
     assert sorted(csv["run_id"]) == sorted(runs["run_id"])
@@ -87,15 +87,22 @@ def test_report_renders_the_plugin_spec_and_specs_dir_adds_folders(tmp_path):
     assert (out / "tables" / "extra.one.last.md").read_text().startswith("### extra.one:")
     csv = pd.read_csv(out / "runs.csv", keep_default_na=False)
     assert list(csv["method"]) == ["label_smoothing"] and list(csv["read_by"]) == ["example.smoothing;extra.one"]
-    # a second folder holding a spec of a name already taken: one error line naming both files
+
+
+def test_a_second_spec_of_a_taken_name_is_one_error_line_naming_both_files(plugin_on_path, tmp_path, capsys):
+    from benchmark.cli import main
+    extra = spec_folder(tmp_path / "extra", "extra.one")
     clash = spec_folder(tmp_path / "clash", "example.smoothing")
-    bad = cli("report", "--results-dir", str(runs), "--out", str(tmp_path / "bad"), "--specs-dir", str(extra),
-              "--specs-dir", str(clash))
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    (line,) = bad.stderr.strip().splitlines()
+    code = main(["report", "--results-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "bad"),
+                 "--specs-dir", str(extra), "--specs-dir", str(clash)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
     assert line.startswith("error: report spec 'example.smoothing' is defined twice")
     assert str(PLUGIN_SPEC) in line and str(clash / "example.smoothing.toml") in line
     assert not (tmp_path / "bad").exists()
+    assert main(["report", "--no-default-specs", "--out", str(tmp_path / "bad")]) == 2
+    assert "--no-default-specs needs at least one --specs-dir" in capsys.readouterr().err
 
 
 @pytest.mark.slow

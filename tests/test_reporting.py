@@ -146,7 +146,7 @@ def test_spec_typos_fail_loudly():
     with pytest.raises(SpecError, match="unknown key"):
         parse_spec({**good, "rows": [{"method": "vanilla", "filter": {}}]}, "x")
     with pytest.raises(SpecError, match="unknown report spec"):
-        load_specs([SPECS], ["no.such.spec"], defaults=False)
+        load_specs(SPECS, ["no.such.spec"])
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -258,7 +258,7 @@ def test_figures_are_drawn_from_stored_runs_only(runs, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- pdf
 def test_pdf_has_the_expected_pages(runs, refs, tmp_path):
-    specs = load_specs([SPECS], defaults=False)
+    specs = load_specs(SPECS)
     rep = build_report(runs, refs, specs, ctx=FigureContext(reevaluate=False), store=str(STORE),
                        generated="2000-01-01T00:00:00+00:00", papers_root=None)
     path = write_pdf(rep, tmp_path / "report.pdf")

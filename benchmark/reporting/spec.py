@@ -189,22 +189,25 @@ def load_spec(path: str | Path) -> ReportSpec:
     return parse_spec(data, path.stem, path)
 
 
-def load_specs(spec_dirs: Iterable[str | Path] = (), names: list[str] | None = None, *,
-               defaults: bool = True) -> list[ReportSpec]:
+def load_specs(spec_dirs: Iterable[str | Path] | str | Path = (), names: list[str] | None = None, *,
+               defaults: bool | None = None) -> list[ReportSpec]:
     """Every spec of the given folders, sorted by name.
 
     Args:
         spec_dirs: extra folders of ``*.toml`` specs (``report --specs-dir``, repeatable), or one folder.
         names: keep only these specs; an unknown name raises, listing the known ones.
         defaults: also read the built-in folder ``reports/specs`` and the folder of every plug-in
-            declared in the entry-point group ``benchmark.report_specs`` (see :func:`plugin_spec_dirs`).
+            declared in the entry-point group ``benchmark.report_specs`` (see :func:`plugin_spec_dirs`);
+            None (the default): only when ``spec_dirs`` is empty. ``report`` passes True unless
+            ``--no-default-specs``.
 
     Raises:
         SpecError: a malformed spec, a missing folder, or two specs of one name (the message names
             both files and where each came from).
     """
-    if isinstance(spec_dirs, (str, Path)):
-        spec_dirs = [spec_dirs]
+    spec_dirs = [spec_dirs] if isinstance(spec_dirs, (str, Path)) else list(spec_dirs)
+    if defaults is None:
+        defaults = not spec_dirs
     sources: list[tuple[Path, str]] = []
     if defaults:
         sources.append((DEFAULT_SPEC_DIR, "built-in reports/specs"))
