@@ -20,7 +20,7 @@ shared/PROTOCOL-FACTS.md, "PGD"):
   Table 11 reports the same accuracy for λ ∈ {0, 1, 10, 100}, and the released code scores by the
   gradient norm alone — the λ = 0 limit of S — so λ = 0 is the value the published numbers are
   consistent with. ``--set lam=1`` (or 10, 100) adds the vMF direction term; see the note below
-  for what it does in our runs.
+  on what it does to the scores.
 - ``pgd.official`` — sumyeongahn/PGD @ 0265520 run with ``--reproduce``: SGD lr 0.02, momentum 0.9,
   weight decay 1e-3, batch 128, StepLR(40, 0.1) (utils/pre_conf.py); score = p-norm of the fc.weight
   gradient with p = norm_scale = 0.7 (train.py:39, learner.py:330), probability ∝ score
