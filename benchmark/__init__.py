@@ -2,7 +2,8 @@
 
 The public API for plug-in authors: subclass :class:`Method` or :class:`DatasetFamily`, declare
 typed hyperparameters with :func:`hp`, and register with :func:`register_method` /
-:func:`register_dataset`. See README.md, "Add your method".
+:func:`register_dataset`. See README.md, "Plug-ins" (methods, datasets, backbones, suites and
+report specs, each with its entry-point group).
 
 The names below are loaded on first use (PEP 562), so commands that only read — ``list``,
 ``status``, ``report``, every ``--help`` — start without importing torch.

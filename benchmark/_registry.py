@@ -13,11 +13,18 @@ and every other name keeps working.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 from importlib import metadata
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+#: Name families resolved on demand rather than registered one by one: (entry-point group, prefix)
+#: → "module:function"; the function takes the rest of the name and returns the class, or raises
+#: RegistryError. ``timm:<model>`` makes any timm model a backbone (``benchmark.nets_timm``).
+PREFIXED = {("benchmark.backbones", "timm"): "benchmark.nets_timm:timm_backbone"}
 
 
 class RegistryError(LookupError):
@@ -44,7 +51,8 @@ class Registry(Generic[T]):
         self.broken: dict[str, str] = {}  # entry-point name -> why it failed to load
 
     def register(self, name: str):
-        """Class decorator: ``@register_method("vanilla")``. Fails loudly on misuse."""
+        """Class decorator registering a class as ``name`` (``@register_backbone("resnet18")``); fails
+        loudly on misuse: a name taken by another class, the wrong base class, no config dataclass."""
 
         def decorator(cls: type[T]) -> type[T]:
             if not (inspect.isclass(cls) and issubclass(cls, self.base)):
@@ -103,7 +111,12 @@ class Registry(Generic[T]):
                                     f"which is registered as {getattr(obj, 'name', None)!r}; the names must match")
 
     def get(self, name: str) -> type[T]:
-        """Return the class registered as ``name``, loading plug-ins as needed."""
+        """Return the class registered as ``name``, loading plug-ins as needed (``prefix:rest``
+        names of a :data:`PREFIXED` family are built by that family's function)."""
+        prefix, sep, rest = name.partition(":")
+        if sep and (self.group, prefix) in PREFIXED:
+            module, function = PREFIXED[self.group, prefix].split(":")
+            return getattr(importlib.import_module(module), function)(rest)
         if name not in self._classes:  # load the plug-in of that name only, then everything
             for ep in metadata.entry_points(group=self.group, name=name):
                 self._load(ep)
@@ -129,6 +142,12 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         """True for a usable name (registered, and not claimed by a broken plug-in)."""
+        if isinstance(name, str) and (self.group, name.partition(":")[0]) in PREFIXED:
+            try:
+                self.get(name)
+            except RegistryError:
+                return False
+            return True
         self.load_entry_points()
         return name in self._classes and name not in self.broken
 

@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"smoke budget for CPUs: {QUICK['epochs']} epochs on {QUICK['max_train']} training samples")
     p.add_argument("--set", dest="hparams", action="append", default=[], metavar="NAME=VALUE",
                    help="override a method hyperparameter (repeatable)")
-    p.add_argument("--backbone", help="override the dataset's default backbone")
+    p.add_argument("--backbone", help="override the dataset's default backbone: a name `list` shows, or "
+                   "timm:<model> for any timm model (e.g. timm:resnet18; weights only from --pretrained FILE)")
     p.add_argument("--label-noise", type=float, default=0.0, metavar="FRACTION",
                    help="flip this fraction of training labels to a wrong class (PGD App. B.3); default 0")
     p.add_argument("--rerun-stale", action="store_true",
@@ -142,7 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "align_conflict", "val_loss", "oracle_worst_group"],
                    help="model-selection protocol(s), rendered side by side (default: each paper's own)")
     p.add_argument("--spec", nargs="+", metavar="NAME", help="only these specs (e.g. lnl.table1 pgd.figure2)")
-    p.add_argument("--specs-dir", help="folder of report specs (default reports/specs)")
+    p.add_argument("--specs-dir", action="append", default=[], metavar="DIR",
+                   help="also read the report specs (*.toml) in this folder (repeatable); the built-in reports/specs "
+                        "and plug-ins' specs (entry-point group benchmark.report_specs) are always read unless "
+                        "--no-default-specs")
+    p.add_argument("--no-default-specs", action="store_true",
+                   help="read only the --specs-dir folders, not reports/specs nor plug-ins' specs")
     # --- paper evidence and the README findings block (issue 13) ---
     p.add_argument("--update-readme", action="store_true",
                    help="also rewrite README.md's findings block (between <!-- findings:begin --> and "
@@ -185,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_parser(sub)
     _add_perf_parser(sub)
     _add_reeval_parser(sub)
+    _add_export_parser(sub)
     for p in sub.choices.values():  # `run ... --debug` as well as `--debug run ...`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
@@ -427,6 +434,8 @@ def cmd_list(args) -> int:
     print("Backbones:")
     for b in cat["backbones"]:
         print(f"  {b['name']:<16} {b['doc']}")
+    print(f"  {'timm:<model>':<16} any timm model by name, e.g. --backbone timm:resnet18 (random weights, or "
+          "--pretrained FILE; nothing is downloaded)")
     print("Suites (run --suite NAME [--profile paper|quick]):")
     for s in cat["suites"]:
         counts = ", ".join(f"{p} {n} runs" for p, n in s["counts"].items())
@@ -729,6 +738,32 @@ def _add_perf_parser(sub) -> None:
     add_arguments(p)
 
 
+# --- export: the result store as one Parquet file, see benchmark.export ---
+def _add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="the result store as one Parquet file (pandas, polars, DuckDB, HF datasets)",
+                       description="Write every stored record as one row of a Parquet file: spec, dataset "
+                                   "parameters (p.*), hyperparameters (hp.*), tags (tag.*), final metrics "
+                                   "(<split>.<metric>) and the whole JSON record. Load it with "
+                                   "pandas.read_parquet(FILE) or datasets.load_dataset('parquet', data_files=FILE).")
+    p.add_argument("--parquet", required=True, metavar="FILE", help="file to write (must not exist yet)")
+    _add_common(p)
+
+
+def cmd_export(args) -> int:
+    from .export import export_parquet
+    from .store import ResultStore
+    from pathlib import Path
+    out = Path(args.parquet)
+    if out.exists():
+        raise UsageError(f"--parquet {out}: the file exists; name a new file (or delete that one first)")
+    if not out.parent.is_dir():
+        raise UsageError(f"--parquet {out}: no folder {out.parent}; create it first")
+    store = ResultStore(args.results_dir)
+    n = export_parquet(store, out)
+    print(f"wrote {n} run(s) from {store.root} to {out}")
+    return 0
+
+
 # --- packed runs (run --pack K|auto): several compatible runs as one stacked model, see benchmark.pack ---
 def _add_pack_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pack", metavar="K|auto",
@@ -801,16 +836,19 @@ def cmd_report(args) -> int:
     from .reporting.build import readme_block, summary_text, update_readme
     from .store import ResultStore
     store = ResultStore(args.results_dir)
-    if args.specs_dir and not os.path.isdir(args.specs_dir):
-        raise UsageError(f"--specs-dir {args.specs_dir}: no such folder (the default is reports/specs)")
+    for folder in args.specs_dir:
+        if not os.path.isdir(folder):
+            raise UsageError(f"--specs-dir {folder}: no such folder; name a folder of report specs (*.toml)")
+    if args.no_default_specs and not args.specs_dir:
+        raise UsageError("--no-default-specs needs at least one --specs-dir DIR to read specs from")
     readme = Path(__file__).resolve().parents[1] / "README.md"
-    if args.update_readme and (args.spec or args.specs_dir or args.selection):
+    if args.update_readme and (args.spec or args.specs_dir or args.selection or args.no_default_specs):
         raise UsageError("--update-readme writes the README's summary of every built-in spec under its own "
-                         "protocol: drop --spec, --specs-dir and --selection")
+                         "protocol: drop --spec, --specs-dir, --no-default-specs and --selection")
     if args.update_readme and not readme.is_file():
         raise UsageError(f"--update-readme: no README.md at {readme} (it needs a source checkout: pip install -e .)")
     try:
-        specs = load_specs(args.specs_dir, args.spec)
+        specs = load_specs(args.specs_dir, args.spec, defaults=not args.no_default_specs)
         runs = mark_stale(store.query())
         report = build_report(runs, load_references(), specs, selections=args.selection,
                               store=str(store.root), metric=args.metric, dataset=args.dataset)
@@ -973,7 +1011,7 @@ def _error_message(e: BaseException) -> str:
 def _dispatch(args, extra: list[str]) -> int:
     commands = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "mirror": cmd_mirror, "status": cmd_status,
                 "probe": cmd_probe, "import": cmd_import, "sweep": cmd_sweep, "perf": cmd_perf,
-                "demo": cmd_demo, "reeval": cmd_reeval}
+                "demo": cmd_demo, "reeval": cmd_reeval, "export": cmd_export}
     if args.command == "run":
         return cmd_run(args, extra)
     return commands[args.command](args)

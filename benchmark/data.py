@@ -86,7 +86,21 @@ class Split:
 
 @dataclass
 class DatasetInfo:
-    """What a method needs to know to build its networks."""
+    """What a method needs to know to build its networks; :meth:`DatasetFamily.info` returns it.
+
+    Attributes:
+        name: the dataset's registered name.
+        input_shape: one sample's shape, C×H×W (what ``Split.x`` holds after the batch axis).
+        num_classes: number of target classes (labels ``0 .. num_classes - 1`` in ``Split.y``).
+        num_bias_classes: number of values of the bias class ``Split.b``; evaluation counts
+            accuracy per (target, bias) group with it.
+        bias_heads: the bias attributes a method may predict and unlearn (LNL, Blind Eye); empty
+            when the dataset offers none.
+        backbone: the registered backbone built by default (``run --backbone`` overrides it).
+        mean, std: per-channel normalisation the engine applies to ``x / 255`` on the device.
+        backbone_options: options the engine passes to the backbone from the run spec (today
+            ``{"pretrained": PATH | "imagenet" | "run:ID"}``); a dataset leaves it empty.
+    """
 
     name: str
     input_shape: tuple[int, ...]
@@ -96,7 +110,7 @@ class DatasetInfo:
     backbone: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    backbone_options: dict = field(default_factory=dict)  # e.g. {"pretrained": PATH}, from the run spec
+    backbone_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -125,6 +139,7 @@ class BiasedDataset:
         splits: "train", "test" and any protocol split ("val", "tb2", ...).
         params: the protocol parameters it was built from.
         fingerprint: SHA-256 (first 16 hex digits) of the generated tensors.
+        augment: the family's train-time augmentation (:meth:`DatasetFamily.augment`), or None.
     """
 
     info: DatasetInfo
@@ -144,9 +159,12 @@ class DatasetFamily:
     """Base class of a bias-planted dataset family. Subclass, set ``Params``, implement ``generate``.
 
     Class attributes:
-        Params: frozen dataclass of protocol parameters (fields declared with ``hp``).
+        Params: frozen dataclass of protocol parameters (fields declared with ``hp``); each field
+            becomes a ``run`` option (``--sigma2``; ``--data-NAME`` where ``run`` has ``--NAME``).
         version: bump when generation changes, so cached copies are rebuilt.
         layout: the files expected under the data root, for error messages.
+        quick_params: optional dict of parameter overrides ``run --quick`` applies (e.g. smaller
+            images); explicit options win.
     """
 
     name: ClassVar[str]
@@ -156,6 +174,14 @@ class DatasetFamily:
     recolourings: ClassVar[tuple[str, ...]] = ()  # the names recoloured_test() accepts
 
     def info(self, params) -> DatasetInfo:
+        """Shapes, class counts, bias heads, default backbone and normalisation for ``params``.
+
+        Called without generating the data (the planner and ``list`` read it), so it must be cheap
+        and must not read files under the data root.
+
+        Args:
+            params: an instance of ``Params``.
+        """
         raise NotImplementedError
 
     def augment(self, params):
@@ -164,6 +190,21 @@ class DatasetFamily:
         return None
 
     def generate(self, params, data_root: Path) -> dict[str, Split]:
+        """Build every split from the files under ``data_root``; called only on a cache miss.
+
+        Must be a pure function of ``params`` and the files: draw randomness from a generator seeded
+        by the parameters (e.g. ``np.random.default_rng([params.seed, k])``), never from global state,
+        so every machine builds the same tensors (their fingerprint is stored in each record).
+
+        Args:
+            params: an instance of ``Params``.
+            data_root: the resolved data root; read files with :func:`require_files` (or
+                :func:`load_mnist`) so a missing file names the expected ``layout``.
+
+        Returns:
+            Splits by name: ``"train"`` and ``"test"`` are required; others (``"val"``,
+            ``"val_unbiased"``, ...) are evaluated every epoch too. Tensors stay on the CPU.
+        """
         raise NotImplementedError
 
     def recoloured_test(self, params, data_root: Path, colouring: str) -> RecolouredTest:

@@ -122,8 +122,8 @@ def _decode_chunk(args) -> int:
 def default_workers(n: int) -> int:
     """Decode processes for ``n`` images: none for small sets, else one per core (at most 4).
 
-    On BAR (2,595 JPEGs, 2 cores) two processes decode ~1.8× faster than one; a pool for a
-    few hundred files costs more to start than it saves.
+    A pool for a few hundred files costs more to start than it saves. (The speed-up of two decode
+    processes over one on 2 cores is not measured in a committed benchmark.)
     """
     env = os.environ.get("BENCHMARK_DECODE_WORKERS")
     if env is not None:
@@ -311,8 +311,9 @@ class ImageFamily(DatasetFamily):
 
     resize_mode: ClassVar[str] = "squash"
     source: ClassVar[str] = ""
-    # Dataset parameters that ``run --quick`` sets unless given: ResNet-18 at 224×224 trains at ~12
-    # images/s on 2 CPU cores, at 112×112 at ~50 (measured on BAR), so a smoke run takes minutes.
+    # Dataset parameters that ``run --quick`` sets unless given: ResNet-18 at 112×112 costs about a
+    # quarter of the compute of 224×224 (FLOPs scale with the pixel count); throughput on a CPU is
+    # not measured in a committed benchmark.
     quick_params: ClassVar[dict] = {"image_size": 112}
 
     def image_lists(self, params, data_root: Path) -> dict[str, ImageList]:

@@ -20,7 +20,20 @@ from .data import DatasetInfo
 
 @dataclass
 class Batch:
-    """A batch on the device: normalised float inputs, labels, bias labels and extra attributes."""
+    """A batch on the device: normalised float inputs, labels, bias labels and extra attributes.
+
+    Attributes:
+        x: inputs, float N×C×H×W, normalised with the dataset's ``DatasetInfo.mean``/``std`` (and
+            augmented during training when the dataset defines an augmentation).
+        y: target labels, int64 N.
+        b: bias class per sample, int64 N (``Split.b``); reading it (or ``aligned``, ``attrs``) in
+            :meth:`Method.update` means the method uses bias labels: set ``uses_bias_labels``.
+        aligned: True where the bias agrees with the target.
+        idx: each sample's index in the training split (stable across epochs), for per-sample tables
+            a method keeps (e.g. LfF's moving-average losses).
+        attrs: the split's further per-sample tensors (``Split.attrs``: bias maps, second attributes,
+            label-noise flags).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -30,6 +43,7 @@ class Batch:
     attrs: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def bias_target(self, key: str) -> torch.Tensor:
+        """The label tensor a :class:`~benchmark.data.BiasHead` with this ``key`` predicts."""
         return self.b if key == "b" else self.attrs[key]
 
 
@@ -41,9 +55,14 @@ class Method(nn.Module):
             must have ``batch_size``.
         uses_bias_labels: True if training reads bias labels (reports mark such methods).
         paper: the paper the method implements, for reports.
-        tiny_hparams: overrides that make a run take seconds (e.g. fewer preparation epochs),
-            used by the registry-wide contract test; never used for reported numbers.
-        quick_hparams: overrides applied by ``run --quick`` (a smoke budget), under explicit ``--set``.
+        tiny_hparams: overrides that make a run take seconds (e.g. one preparation epoch): applied by
+            the registry-wide contract test (``tests/test_method_contract.py``) and by suite profiles
+            marked ``tiny=True`` (CPU smoke profiles). They exist so every method can be exercised in
+            seconds; never used for reported numbers.
+        quick_hparams: overrides applied by ``run --quick`` only (the 2-epoch smoke budget of a single
+            run): shorten whatever ``--quick`` alone would leave long (a preparation stage's own
+            epochs). Explicit ``--set`` values win. Unlike ``tiny_hparams`` they aim at a run that
+            still does something recognisable, not at the shortest possible one.
         packable: True if several runs of this method can train as one stacked model
             (``benchmark.pack``). A packable method keeps every learnable part in child modules
             (each is stacked across runs), reduces per-sample losses with :meth:`per_run_mean`
@@ -65,6 +84,15 @@ class Method(nn.Module):
     packable: ClassVar[bool] = False
 
     def __init__(self, hparams, info: DatasetInfo, epochs: int):
+        """Build networks and optimisers.
+
+        Args:
+            hparams: an instance of ``HParams`` with the run's resolved values.
+            info: the dataset's shapes, class counts, bias heads and default backbone (pass it to
+                :func:`benchmark.nets.build_backbone`).
+            epochs: the run's number of epochs (for schedules); it may differ from ``hparams.epochs``
+                (``--epochs``, suite budgets).
+        """
         super().__init__()
         self.hparams = hparams
         self.info = info
@@ -99,10 +127,19 @@ class Method(nn.Module):
     def prepare(self, loader) -> dict[str, float]:
         """Optional stage before the main loop (e.g. PGD's biased model and sampler).
 
-        ``loader`` is the engine's :class:`benchmark.engine.Loader` over the training split
-        (``loader.split`` holds its tensors on the device; ``loader.batches(order, batch_size,
-        augment=True)`` yields :class:`Batch` objects). Its result is checkpointed with the method,
-        so a resumed run does not repeat it. Returns metrics stored in the record's ``prepare``.
+        Called once per run, in train mode, after :meth:`attach_splits` and before epoch 1; a run
+        resumed from a checkpoint does not call it again. So whatever it computes must be part of
+        :meth:`training_state`: keep it in sub-modules or registered buffers (a buffer whose size is
+        only known here, e.g. one weight per training sample, needs ``ResizableBuffers`` from
+        ``methods/pgd.py`` so a checkpoint can be loaded into the empty one).
+
+        Args:
+            loader: the engine's :class:`benchmark.engine.Loader` over the training split
+                (``len(loader)`` samples; ``loader.split`` holds its tensors on the device;
+                ``loader.batches(order, batch_size, augment=True)`` yields :class:`Batch` objects).
+
+        Returns:
+            Metrics (name → number) stored in the record's ``prepare`` field.
         """
         return {}
 
@@ -113,7 +150,19 @@ class Method(nn.Module):
         would be test-set leakage."""
 
     def sample_indices(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
-        """Optional: the order of training indices for one epoch (None = a uniform permutation)."""
+        """Optional: the training indices of one epoch, in order (None = a uniform permutation of ``n``).
+
+        The engine cuts the returned 1-D int64 tensor into batches of ``batch_size`` (the last one may
+        be smaller) and trains on each. Its length is the epoch: it may be longer than ``n`` (JTT
+        repeats its error set λ_up times, so an epoch has more steps) or shorter, and indices may
+        repeat (PGD and ``rwg`` draw ``n`` indices with replacement, ∝ per-sample weights). Every
+        index must be in ``[0, n)``.
+
+        Args:
+            n: the training split's size (``len(loader)`` in :meth:`prepare`).
+            generator: a CPU generator seeded from (run seed, epoch); draw all randomness from it, so
+                an epoch's order does not depend on earlier epochs or on a resume.
+        """
         return None
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
@@ -136,8 +185,15 @@ class Method(nn.Module):
         """
         return {}
 
-    # Checkpointing: modules through state_dict, plus optimisers and schedulers.
     def training_state(self) -> dict:
+        """Everything a resumed run needs, saved in the epoch checkpoint (read back with
+        ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts only).
+
+        The default holds ``state_dict()`` (every sub-module's parameters and registered buffers)
+        and the state of every optimiser in ``self.optimizers`` and scheduler in ``self.schedulers``.
+        Override both this and :meth:`load_training_state` only to keep state outside them; a resumed
+        run must end with the numbers of an uninterrupted one.
+        """
         return {
             "model": self.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
@@ -145,6 +201,7 @@ class Method(nn.Module):
         }
 
     def load_training_state(self, state: dict) -> None:
+        """Restore :meth:`training_state`'s output into a freshly built method (same hparams and data)."""
         self.load_state_dict(state["model"])
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
@@ -166,4 +223,5 @@ class GradReverse(torch.autograd.Function):
 
 
 def grad_reverse(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """``x`` forward; its gradient times ``-scale`` backward (a gradient reversal layer)."""
     return GradReverse.apply(x, scale)

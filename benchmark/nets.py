@@ -2,7 +2,8 @@
 
 Backbones are plug-ins like methods: ``@register_backbone("name")`` on a :class:`Backbone`
 subclass, declared in the ``benchmark.backbones`` entry-point group when they live outside
-this package. A dataset names its default backbone in ``DatasetInfo.backbone``.
+this package. A dataset names its default backbone in ``DatasetInfo.backbone``. Any timm model
+is a backbone too, by the name ``timm:<model>`` (:mod:`benchmark.nets_timm`).
 """
 from __future__ import annotations
 
@@ -17,8 +18,15 @@ from .data import BiasHead, DatasetInfo
 class Backbone(nn.Module):
     """``f`` maps inputs to features of shape ``feat_shape``; ``g`` maps features to class logits.
 
-    ``takes_pretrained``: True when the backbone loads ``info.backbone_options["pretrained"]``
-    (``--pretrained PATH|imagenet``); a run asking a backbone without it for weights is refused.
+    A subclass's ``__init__(info)`` sets all three for ``info.input_shape`` and ``info.num_classes``.
+
+    Attributes:
+        f: the feature extractor (what LNL and Blind Eye unlearn the bias from, what probes read).
+        g: the classifier on f's output.
+        feat_shape: one sample's feature shape: ``(D,)`` for vectors, ``(C, H, W)`` for maps (map
+            bias heads such as LNL's colour label need a map).
+        takes_pretrained: True when the backbone loads ``info.backbone_options["pretrained"]``
+            (``--pretrained PATH|imagenet``); a run asking a backbone without it for weights is refused.
     """
 
     takes_pretrained: bool = False
@@ -160,4 +168,14 @@ def bias_correct(logits: torch.Tensor, target: torch.Tensor, head: BiasHead) -> 
 
 
 def build_backbone(info: DatasetInfo, name: str | None = None) -> Backbone:
+    """The backbone a method trains: ``name``, else the run's (``info.backbone``: the dataset's
+    default, or ``run --backbone``), built for ``info``'s input shape and class count.
+
+    A method calls it in ``__init__`` and should pass no ``name`` unless it needs a specific
+    network (e.g. a small biased model beside the main one): then ``--backbone`` still reaches the
+    main network. The result splits into ``f`` (features, shape ``feat_shape``) and ``g`` (logits).
+
+    Raises:
+        RegistryError: unknown or broken backbone name, listing the known ones.
+    """
     return BACKBONES.get(name or info.backbone)(info)

@@ -20,8 +20,9 @@ Provenance of the details the paper leaves open:
   matches f's 14×14 feature map and is what we use. Two label variants of ours (``color_label``):
   ``color`` labels the sampled colour itself at the ink positions, ``dense`` at every position of
   the grid, background included. They test whether the official label, which never trains h off
-  the strokes, lets f keep colour where h does not look; in our short CPU runs neither variant
-  made LNL-from-scratch beat vanilla (issue notes), so ``pixel`` stays the default.
+  the strokes, lets f keep colour where h does not look; in short CPU runs noted in the issue
+  tracker neither variant made LNL-from-scratch beat vanilla (no stored record), so ``pixel`` stays
+  the default.
 - Input normalisation: CIFAR-10 mean/std (official data_loader.py:31-32).
 - Re-coloured test sets (``recoloured_test``, LNL Figure 5, "sampled with the same protocol, but
   with fixed mean color", Sec. 5.2): ``fixed_mean_<k>`` colours every test digit from

@@ -22,7 +22,7 @@ so every other detail is ours, and a parameter where it is cheap:
   object's top-left corner at (δ_y, δ_x). With α ≤ 28 the object always fits the canvas.
 - Blending: pixel-wise maximum of the up-scaled digit and ``watermark_intensity`` × the object
   (default 0.5, so digit strokes at 255 stay visible through the object — a "watermark"). The
-  paper's majority/minority accuracies (PGD 96 % minority at ratio 0.95) imply the digit stays
+  paper's majority/minority accuracies (PGD Table 1: 96.19 % minority at ratio 0.95) imply the digit stays
   readable under the object; an opaque paste (intensity 1, max-blend) is available.
 - Minority sampling, val/test split sizes, test conflicting ratio (0.9) and the augmentation
   follow ``colored_mnist_ratio`` (PGD's Colored MNIST generator), which the paper says is

@@ -21,12 +21,14 @@ trained baseline (train.sh:11), while we train from scratch at the baseline's 0.
 and h's optimisers only: under PyTorch ≥ 2.0 the official code's second ``main`` optimiser step
 (trainer.py:163) also leaves g untouched, since its gradients were set to None.
 
-Measured (σ² = 0.02, seed 0; records in results/runs): trained from scratch at lr 0.01, LNL does not
-beat vanilla at the paper budget (H100, 100 epochs: 0.354 vs 0.359; that run predates the summed
-R+G+B loss and the 3×3 second layer of h, so it has not been rerun with them). The official two-stage
-recipe does gain, by less than the paper: after a 10-epoch vanilla baseline (0.336), 15 epochs of
-LNL at lr 0.001 give 0.384 (0.37-0.44 across epochs) against 0.343 for vanilla continued at lr 0.001
-(CPU, full 60k; tests/test_lnl_vs_vanilla.py checks a 3 + 1 epoch version).
+Measured (σ² = 0.02, seed 0, test accuracy; records in results/runs): trained from scratch at lr
+0.01, LNL does not beat vanilla at the paper budget (H100, 100 epochs: 0.354, record 7b9bd9b7, vs
+0.359, record c032d655; that run predates the summed R+G+B loss and the 3×3 second layer of h and
+has not been rerun with them). The official two-stage recipe
+does gain, by less than the paper: after a 10-epoch vanilla baseline (0.336, record 77099017), 15
+epochs of LNL at lr 0.001 give 0.384 (0.37-0.44 across epochs; record da4e258c) against 0.343 for
+vanilla continued at lr 0.001 (record ea7ae798) (CPU, full 60k; tests/test_lnl_vs_vanilla.py
+checks a 3 + 1 epoch version).
 """
 from __future__ import annotations
 

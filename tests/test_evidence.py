@@ -112,7 +112,8 @@ def test_status_and_report_count_the_same_runs(mixed_store):
     assert gap["n"].iloc[0] == 2 and round(gap["ours_mean"].iloc[0], 6) == 51.0  # (61 + 41) / 2
     report = build_report(mark_stale(store.query()), load_references(), [SPEC])
     assert dict(zip(report.smoke["run_id"], report.smoke["class"])) == {r: c for r, c in classes.items() if c != PAPER}
-    assert set(report.provenance["run_id"]) == paper_ids
+    read = report.provenance[report.provenance["read_by"] != ""]
+    assert set(read["run_id"]) == paper_ids and set(report.provenance["run_id"]) == set(classes)
     md = report_markdown(report)
     tables, smoke = md.split("## Smoke and untagged runs — not the papers' protocol", 1)
     assert "51.00 ± 14.14 (n=2)" in tables and "paper profile" in tables

@@ -45,6 +45,7 @@ def env(tmp_path_factory):
 @pytest.mark.parametrize("args", [
     ["--help"], ["run", "--help"], ["status", "--help"], ["report", "--help"], ["list", "--help"],
     ["mirror", "--help"], ["probe", "--help"], ["ui", "--help"], ["import", "--help"], ["reeval", "--help"],
+    ["export", "--help"],
 ])
 def test_help_loads_neither_torch_nor_mlflow_nor_pandas(env, args):
     out = _probe(args, env)

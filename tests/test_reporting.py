@@ -324,7 +324,8 @@ def test_quick_run_then_report_writes_a_complete_report(tmp_path, capsys):
     assert "LNL Figure 4" in papers and "no paper-profile run of the current code" in papers
     ids = [p.stem for p in store.glob("*.json")]
     assert len(ids) == 2 and all(r in smoke and r not in papers for r in ids)
-    assert pd.read_csv(out / "runs.csv").empty  # no run was read by a paper table or figure
+    listed = pd.read_csv(out / "runs.csv", keep_default_na=False)  # every stored run, none read by a paper table
+    assert sorted(listed["run_id"]) == sorted(ids) and (listed["read_by"] == "").all()
     # title, lnl summary, 2 lnl.table1 panels, 3 figure pages (not drawn), pgd summary, 3 pgd.table1 panels, provenance
     assert count_pages(out / "report.pdf") == 12
     assert main(["report", "--out", str(tmp_path / "r2"), "--results-dir", str(store), "--spec", "nope"]) == 2

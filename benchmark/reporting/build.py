@@ -140,12 +140,19 @@ def build_report(runs: pd.DataFrame, refs: pd.DataFrame, specs: list[ReportSpec]
         pairs = [(t.spec, t.gap) for t in sec.tables]
         sec.counts = counts_line(pairs)
         sec.findings = table_findings(pairs) + documented_findings(runs, load_claims(root / sec.paper))
-    used = sorted({r for sec in sections.values() for t in sec.tables for ids in t.gap["run_ids"] for r in ids}
-                  | {r for sec in sections.values() for f in sec.figures for r in f.run_ids})
+    read_by: dict[str, set[str]] = {}
+    for sec in sections.values():
+        for t in sec.tables:
+            for r in (r for ids in t.gap["run_ids"] for r in ids):
+                read_by.setdefault(r, set()).add(t.spec.name)
+        for f in sec.figures:
+            for r in f.run_ids:
+                read_by.setdefault(r, set()).add(f.spec.name)
     others = not_evidence(runs)
     return Report(list(sections.values()), selections, generated or now_iso(), code_version(), store,
                   int((runs["status"] == "done").sum()) if "status" in runs.columns else len(runs),
-                  provenance(runs, used), overview_table(others, metric, dataset), notes, smoke_frame(others))
+                  provenance(runs, {r: sorted(v) for r, v in read_by.items()}), overview_table(others, metric, dataset),
+                  notes, smoke_frame(others))
 
 
 def smoke_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -162,22 +169,23 @@ def smoke_frame(runs: pd.DataFrame) -> pd.DataFrame:
                          "reason": reason}, columns=cols).sort_values(["class", "run_id"]).reset_index(drop=True)
 
 
-def provenance(runs: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
-    """One line per run a report read: id, what it was, budget, code version, when and where."""
+def provenance(runs: pd.DataFrame, read_by: dict[str, list[str]]) -> pd.DataFrame:
+    """One line per stored run: id, what it was, budget, code version, when and where, and
+    ``read_by``: the specs whose tables or figures read it (";"-separated; empty when no spec reads
+    it, e.g. a plug-in's run without a spec of its own, a stale record or an untagged run)."""
     cols = ["run_id", "method", "dataset", "seed", "epochs", "max_train", "suite", "profile", "commit", "created",
-            "device", "wall_time_s"]
-    if runs.empty or not run_ids:
+            "device", "wall_time_s", "read_by"]
+    if runs.empty:
         return pd.DataFrame(columns=cols)
-    sub = runs[runs["run_id"].isin(run_ids)].sort_values("run_id")
     out = []
-    for rec in sub["record"]:
+    for rec in runs.sort_values("run_id")["record"]:
         code = rec.get("code") or {}
         commit = (code.get("commit") or "unknown")[:10] + ("+dirty" if code.get("dirty") else "")
         tags = rec.get("tags") or {}
         s = rec["spec"]
         out.append([rec["run_id"], s["method"], s["dataset"], s["seed"], s["epochs"], s.get("max_train"),
                     tags.get("suite", ""), tags.get("profile", ""), commit, rec.get("created", ""),
-                    rec.get("device", ""), rec.get("wall_time_s")])
+                    rec.get("device", ""), rec.get("wall_time_s"), ";".join(sorted(read_by.get(rec["run_id"], [])))])
     return pd.DataFrame(out, columns=cols)
 
 
@@ -281,11 +289,6 @@ def report_markdown(report: Report, figure_dir: str = "figures") -> str:
             out += [f"- {n}" for n in f.notes] + ([""] if f.notes else [])
     if report.notes:
         out += ["## Re-evaluation notes", "", *[f"- {n}" for n in report.notes], ""]
-    out += ["## Provenance: runs read by this report", ""]
-    if report.provenance.empty:
-        out += ["No run was read.", ""]
-    else:
-        out += [report.provenance.to_markdown(index=False, tablefmt="github"), ""]
     out += ["## Smoke and untagged runs — not the papers' protocol", ""]
     if report.smoke.empty:
         out += ["None: every stored run is paper evidence.", ""]
@@ -296,6 +299,11 @@ def report_markdown(report: Report, figure_dir: str = "figures") -> str:
                 "papers'.", "",
                 "### Their classes", "", report.smoke.to_markdown(index=False, tablefmt="github"), "",
                 "### Their numbers (last epoch; mean ± std over seeds, n)", "", report.overview, ""]
+    out += ["## Provenance: every stored run (`read_by`: the specs that read it)", ""]
+    if report.provenance.empty:
+        out += ["No stored run.", ""]
+    else:
+        out += [report.provenance.to_markdown(index=False, tablefmt="github"), ""]
     return "\n".join(out)
 
 

@@ -10,7 +10,8 @@ one CSS file; no script, no server, no network, relative links only):
   linking to its runs; a figure spec's page shows the figure the report drew;
 * ``runs/<run_id>.html``: one page per run the report read: spec, code version, device, wall
   time, the per-epoch curves (``runs/<run_id>.png``) and where to find the run in MLflow;
-* ``runs.html``: the report's provenance table, each run linked.
+* ``runs.html``: the report's provenance table (every stored run, ``read_by`` naming the specs
+  that read it), each run linked.
 
 Every number comes from the report (gap frames, provenance) or the run's stored record; nothing is
 recomputed here. Every string from a record or a spec is escaped.
@@ -266,7 +267,7 @@ def _index_page(report: Report, pages: dict[str, str], have: set[str]) -> str:
             f'<p class="meta">Generated {_e(report.generated)} by biasbench {_e(code.get("package"))} at commit '
             f"{_e(commit)}. Result store: {f'<code>{_e(report.store)}</code> ' if report.store else ''}"
             f"({report.n_runs} finished runs; "
-            f'{len(have)} read by this report, see <a href="runs.html">runs read</a>). Every table cell and '
+            f'{_n_read(report)} read by this report, see <a href="runs.html">stored runs</a>). Every table cell and '
             "figure point reads paper-profile records of current code only.</p>"]
     smoke = report.smoke
     if smoke is not None and not smoke.empty:
@@ -303,9 +304,14 @@ def _index_page(report: Report, pages: dict[str, str], have: set[str]) -> str:
     return _page("Reproduction dashboard", body, "")
 
 
+def _n_read(report: Report) -> int:
+    prov = report.provenance
+    return 0 if prov.empty or "read_by" not in prov.columns else int((prov["read_by"].fillna("") != "").sum())
+
+
 def _runs_page(prov: pd.DataFrame, have: set[str]) -> str:
     if prov.empty:
-        return _page("Runs read", ["<h1>Runs read by this report</h1>", "<p>No run was read.</p>"], "")
+        return _page("Stored runs", ["<h1>Stored runs</h1>", "<p>The store holds no run.</p>"], "")
     head = "".join(f"<th>{_e(c)}</th>" for c in prov.columns)
     rows = []
     for rec in prov.itertuples(index=False):
@@ -313,7 +319,9 @@ def _runs_page(prov: pd.DataFrame, have: set[str]) -> str:
         first = _run_links([vals[0]], "", have)
         rows.append("<tr><td>" + first + "</td>" + "".join(f"<td>{_e('' if _missing(v) else v)}</td>"
                                                             for v in vals[1:]) + "</tr>")
-    return _page("Runs read", ["<h1>Runs read by this report</h1>",
+    return _page("Stored runs", ["<h1>Stored runs</h1>",
+                                 "<p>Every stored run; <code>read_by</code> names the tables and figures that read "
+                                 "it (empty: it fills no paper cell — see the index for why).</p>",
                                f'<div class="scroll"><table class="provenance"><thead><tr>{head}</tr></thead>'
                                f"<tbody>{''.join(rows)}</tbody></table></div>"], "")
 

@@ -195,15 +195,15 @@ def _summary_pages(sec) -> list[Figure]:
 def _provenance_pages(report: Report) -> list[Figure]:
     df = report.provenance
     if df.empty:
-        fig = _page("Provenance: runs read by this report")
-        fig.text(0.03, 0.85, "No run was read.", fontsize=10)
+        fig = _page("Provenance: every stored run")
+        fig.text(0.03, 0.85, "No stored run.", fontsize=10)
         return [fig]
     body = [["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in r]
             for r in df.itertuples(index=False)]
     pages = []
     n_pages = math.ceil(len(body) / ROWS_PER_PAGE)
     for k in range(n_pages):
-        fig = _page(f"Provenance: runs read by this report ({k + 1}/{n_pages})",
+        fig = _page(f"Provenance: every stored run; read_by: the specs that read it ({k + 1}/{n_pages})",
                     "run id = hash of the run's full spec (results/runs/<run id>.json); commit = the code version "
                     "that ran it (+dirty: with local changes); created = when the record was written (UTC).")
         chunk = body[k * ROWS_PER_PAGE:(k + 1) * ROWS_PER_PAGE]
@@ -218,7 +218,7 @@ def _title_page(report: Report) -> Figure:
     lines = [f"Generated: {report.generated}",
              f"Code: biasbench {code.get('package')} at commit {(code.get('commit') or 'unknown')[:12]}"
              f"{' (with local changes)' if code.get('dirty') else ''}",
-             f"Result store: {report.store} ({report.n_runs} finished runs; {len(report.provenance)} read here)",
+             f"Result store: {report.store} ({report.n_runs} finished runs; {int((report.provenance['read_by'] != '').sum())} read here)",
              f"Selection: {selection_text(report).replace('`', '')}", "Budget profile: paper (tables and figures read paper-profile runs of the current code only)", "",
              "Cells: ours mean ± std (n = seeds), with (paper, Δ = ours − paper).",
              "Within tolerance: |Δ| ≤ max(tolerance, 2 × the paper's std) — see results/papers/<paper>/README.md.", ""]

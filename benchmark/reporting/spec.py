@@ -1,4 +1,8 @@
-"""Report specs: one TOML file per paper artefact under ``reports/specs/`` (data, not code).
+"""Report specs: one TOML file per paper artefact (data, not code).
+
+``report`` reads the built-in ``reports/specs/``, the spec folder of every plug-in that declares one
+in the entry-point group ``benchmark.report_specs`` (:func:`plugin_spec_dirs`) and each
+``--specs-dir``; a spec's name is its file stem and must be unique across all of them.
 
 A spec names the runs an artefact needs and how to lay them out. Keys (unknown keys are errors,
 so a typo cannot silently empty a table):
@@ -44,15 +48,20 @@ the string ``"<unset>"`` which matches runs where the column is absent or empty.
 """
 from __future__ import annotations
 
+import importlib.util
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from importlib import metadata
 from typing import Any
 
 from ..selection import STRATEGIES
 
 #: Default folder of the checked-in specs: ``<repo>/reports/specs``.
 DEFAULT_SPEC_DIR = Path(__file__).resolve().parents[2] / "reports" / "specs"
+#: Entry-point group through which plug-ins ship report specs (value: a package folder of ``*.toml``).
+SPECS_GROUP = "benchmark.report_specs"
 
 UNSET = "<unset>"
 KINDS = ("table", "figure")
@@ -180,15 +189,88 @@ def load_spec(path: str | Path) -> ReportSpec:
     return parse_spec(data, path.stem, path)
 
 
-def load_specs(spec_dir: str | Path | None = None, names: list[str] | None = None) -> list[ReportSpec]:
-    """Every spec in ``spec_dir`` (default ``reports/specs``), sorted by name; ``names`` keeps only
-    those (unknown names raise, listing the known ones)."""
-    spec_dir = Path(spec_dir) if spec_dir else DEFAULT_SPEC_DIR
-    specs = [load_spec(p) for p in sorted(spec_dir.glob("*.toml"))]
+def load_specs(spec_dirs: Iterable[str | Path] | str | Path = (), names: list[str] | None = None, *,
+               defaults: bool | None = None) -> list[ReportSpec]:
+    """Every spec of the given folders, sorted by name.
+
+    Args:
+        spec_dirs: extra folders of ``*.toml`` specs (``report --specs-dir``, repeatable), or one folder.
+        names: keep only these specs; an unknown name raises, listing the known ones.
+        defaults: also read the built-in folder ``reports/specs`` and the folder of every plug-in
+            declared in the entry-point group ``benchmark.report_specs`` (see :func:`plugin_spec_dirs`);
+            None (the default): only when ``spec_dirs`` is empty. ``report`` passes True unless
+            ``--no-default-specs``.
+
+    Raises:
+        SpecError: a malformed spec, a missing folder, or two specs of one name (the message names
+            both files and where each came from).
+    """
+    spec_dirs = [] if spec_dirs is None else [spec_dirs] if isinstance(spec_dirs, (str, Path)) else list(spec_dirs)
+    if defaults is None:
+        defaults = not spec_dirs
+    sources: list[tuple[Path, str]] = []
+    if defaults:
+        sources.append((DEFAULT_SPEC_DIR, "built-in reports/specs"))
+        sources.extend(plugin_spec_dirs())
+    for d in spec_dirs:
+        if not Path(d).is_dir():
+            raise SpecError(f"--specs-dir {d}: no such folder")
+        sources.append((Path(d), f"--specs-dir {d}"))
+    found: dict[str, tuple[ReportSpec, str]] = {}
+    for folder, origin in sources:
+        for path in sorted(folder.glob("*.toml")):
+            spec = load_spec(path)
+            if spec.name in found:
+                first, first_origin = found[spec.name]
+                if first.path is not None and first.path.resolve() == path.resolve():
+                    continue  # the same folder named twice
+                raise SpecError(f"report spec {spec.name!r} is defined twice: {first.path} ({first_origin}) and "
+                                f"{path} ({origin}); rename one file (a spec's name is its file name)")
+            found[spec.name] = (spec, origin)
+    specs = [found[n][0] for n in sorted(found)]
     if names:
-        known = {s.name: s for s in specs}
-        missing = [n for n in names if n not in known]
+        missing = [n for n in names if n not in found]
         if missing:
-            raise SpecError(f"unknown report spec(s) {missing}; known: {sorted(known)}")
-        specs = [known[n] for n in names]
+            raise SpecError(f"unknown report spec(s) {missing}; known: {sorted(found)}")
+        specs = [found[n][0] for n in names]
     return specs
+
+
+def plugin_spec_dirs() -> list[tuple[Path, str]]:
+    """The spec folders plug-ins declare, located without importing (running) any plug-in code.
+
+    A plug-in ships report specs by declaring a package folder of ``*.toml`` files::
+
+        [project.entry-points."benchmark.report_specs"]
+        my_plugin = "my_plugin.specs"        # the folder my_plugin/specs/
+
+    Returns:
+        ``(folder, origin)`` pairs, ``origin`` naming the distribution and the entry point.
+
+    Raises:
+        SpecError: an entry point whose folder does not exist, naming the fix.
+    """
+    out = []
+    for ep in sorted(metadata.entry_points(group=SPECS_GROUP), key=lambda e: e.name):
+        dist = getattr(ep.dist, "name", None) or "?"
+        origin = f"plug-in {dist}, entry point {SPECS_GROUP} {ep.name!r} = {ep.value!r}"
+        folder = _package_folder(ep.value)
+        if folder is None:
+            raise SpecError(f"{origin}: no package folder {ep.value!r} found; its value must name a package folder "
+                            "of *.toml report specs (e.g. \"my_plugin.specs\"); fix or uninstall that plug-in")
+        out.append((folder, origin))
+    return out
+
+
+def _package_folder(dotted: str) -> Path | None:
+    """The folder of package ``dotted`` (``a.b.c`` → ``<a's folder>/b/c``), found without importing it."""
+    top, *rest = dotted.strip().split(".")
+    try:
+        found = importlib.util.find_spec(top) if top.isidentifier() else None
+    except (ImportError, ValueError):
+        found = None
+    for root in (found.submodule_search_locations or []) if found else []:
+        folder = Path(root).joinpath(*rest)
+        if folder.is_dir():
+            return folder
+    return None

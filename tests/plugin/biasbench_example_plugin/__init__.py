@@ -1,8 +1,9 @@
-"""An out-of-tree plug-in: a method in one file, found through the ``benchmark.methods`` entry point.
+"""An out-of-tree plug-in: a method and a suite in one file, and a report spec in ``specs/``.
 
-This folder is a complete example for plug-in authors: ``pyproject.toml`` declares the entry point
-(``pip install -e tests/plugin`` installs it); the checked-in ``*.dist-info`` lets the tests load
-it by putting this folder on ``PYTHONPATH`` instead of installing it.
+This folder is a complete example for plug-in authors: ``pyproject.toml`` declares the entry
+points (``benchmark.methods``, ``benchmark.suites``, ``benchmark.report_specs``; ``pip install -e
+tests/plugin`` installs it); the checked-in ``*.dist-info`` lets the tests load it by putting this
+folder on ``PYTHONPATH`` instead of installing it.
 """
 from dataclasses import dataclass
 
