@@ -784,7 +784,8 @@ def cmd_ui(args) -> int:
         print(f"  {e.name}: {e.runs} run(s)  {experiment_url(base, e.experiment_id)}", flush=True)
     # its own process group, so stopping `ui` (Ctrl-C, SIGTERM) stops the server and its workers
     child = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", mirror.uri,
-                              "--host", "127.0.0.1", "--port", str(args.port)], start_new_session=True)
+                              "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"],
+                             start_new_session=True)  # one local user: one worker (MLflow's default is 4)
 
     def stop(signum, frame):
         raise KeyboardInterrupt

@@ -311,15 +311,12 @@ def run_times_ms(record: dict[str, Any]) -> tuple[int, int]:
 
 
 def run_name(record: dict[str, Any]) -> str:
-    """E.g. ``lff · 0.01 conflicting ratio · seed 0``: method, the suite setting (its label, else
-    its parameters value first, as the run list cuts names at ~25 characters, else its dataset),
-    seed, and the profile when it is not the paper's (``quick``); outside a suite, the dataset,
-    seed and the run id's start."""
+    """E.g. ``lff · 0.01 conflicting ratio · seed 0``: method, the suite setting, seed, and the
+    profile when it is not the paper's (``quick``); outside a suite, the dataset, seed and the run
+    id's start."""
     spec, tags = record["spec"], record.get("tags") or {}
     setting = _setting(record)
-    where = (setting.label or ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in setting.params.items())
-             or setting.dataset if setting else spec["dataset"])
-    parts = [spec["method"], where, f"seed {spec['seed']}"]
+    parts = [spec["method"], _describe(setting) if setting else spec["dataset"], f"seed {spec['seed']}"]
     if setting is None:
         parts.append(record["run_id"][:8])
     if tags.get("profile") and tags["profile"] != "paper":
@@ -338,7 +335,7 @@ def run_tags(record: dict[str, Any]) -> dict[str, str]:
                  "code_commit": str((record.get("code") or {}).get("commit")), "device": str(record.get("device"))})
     setting = _setting(record)
     if setting is not None and own.get("profile") == "paper":
-        tags["paper_cell"] = f"{spec['method']} × {setting.describe()}"
+        tags["paper_cell"] = f"{spec['method']} × {_describe(setting)}"
     return tags
 
 
@@ -391,7 +388,7 @@ def experiment_description(suite: str) -> str:
         s = SUITES.get(suite)
     except LookupError:  # not a registered suite
         return f"Records tagged suite={suite} (not a registered suite). {common}"
-    return f"**{s.title}** — {s.paper}. Suite `{suite}` (`python -m benchmark run --suite {suite}`). {common}"
+    return f"{s.title} — {s.paper}. Suite `{suite}` (`python -m benchmark run --suite {suite}`). {common}"
 
 
 def _setting(record: dict[str, Any]):
@@ -415,6 +412,13 @@ def _setting(record: dict[str, Any]):
                 and s.backbone in (None, spec.get("backbone"))):
             matches.append((len(s.params) + len(hp) + (s.backbone is not None), s))
     return max(matches, key=lambda t: t[0])[1] if matches else None
+
+
+def _describe(setting) -> str:
+    """A setting in few characters, value first (the run list cuts names at ~25): its label, else
+    its parameters (``0.01 conflicting ratio``), else its dataset."""
+    return (setting.label or ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in setting.params.items())
+            or setting.dataset)
 
 
 def _first_line(e: Exception) -> str:
