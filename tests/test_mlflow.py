@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -138,8 +139,7 @@ def test_stored_records_read_like_the_runs(shipped_store, tmp_path):
         assert exps[PREFIX + rec["tags"]["suite"] if rec["tags"] else ADHOC].experiment_id == run_.info.experiment_id
         # Duration (end - start) is the training's wall time, and the run ends when the record was stored
         assert (run_.info.end_time - run_.info.start_time) / 1000 == pytest.approx(rec["wall_time_s"], abs=1.0)
-        assert run_.info.end_time / 1000 == pytest.approx(
-            __import__("datetime").datetime.fromisoformat(rec["created"]).timestamp(), abs=1.0)
+        assert run_.info.end_time / 1000 == pytest.approx(datetime.fromisoformat(rec["created"]).timestamp(), abs=1.0)
         for split, values in rec["final"].items():  # the key metrics where the record has them
             for k in ("acc", "conflicting_acc", "aligned_acc"):
                 if k in values and values[k] == values[k]:  # NaN (e.g. no aligned samples) is not logged
@@ -208,3 +208,11 @@ def test_ui_mirrors_the_store_and_serves_the_experiment_it_prints(shipped_store,
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+
+
+def test_ui_for_a_suite_without_experiment_is_one_error_line(tmp_path, capsys):
+    from benchmark.cli import main
+    rc = main(["ui", "--suite", "lff.colored_mnst", "--results-dir", str(tmp_path / "empty"),
+               "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: no MLflow experiment for suite 'lff.colored_mnst'" in err and "Traceback" not in err
