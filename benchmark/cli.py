@@ -159,9 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_html_options(p)
     _add_common(p)
 
-    p = sub.add_parser("ui", help="open the MLflow UI on the tracking store")
+    p = sub.add_parser("ui", help="open the MLflow UI on the tracking store",
+                       description="Mirror the stored records MLflow lacks, then serve the MLflow UI on 127.0.0.1 "
+                                   "and print the address of the newest suite's run list (one experiment per "
+                                   "suite, biasbench/adhoc for runs outside a suite), opened with the key columns "
+                                   "(Duration = training wall time, test.acc, test.conflicting_acc, "
+                                   "test.aligned_acc, val.acc, profile, seed, epochs, paper_cell).")
     p.add_argument("--tracking-uri", help="default: the embedded store")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--suite", help="open this suite's experiment (default: the one with the newest run)")
     _add_common(p)
 
     p = sub.add_parser("mirror", help="send stored records to MLflow (e.g. those MLflow missed)")
@@ -374,10 +380,7 @@ def cmd_sweep(args) -> int:
     if not todo:
         return 0
     settings = make_settings(store.root, home, args.data_root, args.device, [t.spec for t in todo])
-    mirror = None
-    if not args.no_mlflow:
-        from .tracking import MLflowMirror
-        mirror = MLflowMirror(args.tracking_uri)
+    mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
     executor = _make_executor(args, slots, home)
     try:
         summary = executor.run(todo, settings, mirror=mirror)
@@ -897,13 +900,23 @@ def cmd_ui(args) -> int:
     import signal
 
     from .store import ResultStore
-    from .tracking import default_tracking_uri
-    uri = args.tracking_uri or default_tracking_uri()
-    _synced_mirror(uri, ResultStore(args.results_dir))
-    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl-C stops it)", flush=True)
+    from .tracking import experiment_url
+    base = f"http://127.0.0.1:{args.port}"
+    mirror = _synced_mirror(args.tracking_uri, ResultStore(args.results_dir))
+    experiments = _ui_experiments(mirror)
+    chosen = [e for e in experiments if args.suite in (None, e.name.split("/", 1)[1])]
+    if args.suite and not chosen:
+        known = ", ".join(e.name.split("/", 1)[1] for e in experiments) or "none yet"
+        raise UsageError(f"no MLflow experiment for suite {args.suite!r} (experiments: {known}); run the suite or "
+                         "leave --suite out")
+    url = experiment_url(base, chosen[0].experiment_id if chosen else None)
+    print(f"MLflow UI on {url} for {mirror.uri} (Ctrl-C stops it)", flush=True)
+    for e in experiments:
+        print(f"  {e.name}: {e.runs} run(s)  {experiment_url(base, e.experiment_id)}", flush=True)
     # its own process group, so stopping `ui` (Ctrl-C, SIGTERM) stops the server and its workers
-    child = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                              "--host", "127.0.0.1", "--port", str(args.port)], start_new_session=True)
+    child = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", mirror.uri,
+                              "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"],
+                             start_new_session=True)  # one local user: one worker (MLflow's default is 4)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -922,6 +935,16 @@ def cmd_ui(args) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
+
+
+
+def _ui_experiments(mirror) -> list:
+    """The mirror's experiments, newest first (none if MLflow cannot be read: the UI still starts)."""
+    try:
+        return mirror.experiments()
+    except Exception as e:  # noqa: BLE001 - the server itself will say what is wrong
+        print(f"warning: could not list the MLflow experiments at {mirror.uri} ({type(e).__name__})", file=sys.stderr)
+        return []
 
 
 def cmd_mirror(args) -> int:

@@ -155,6 +155,6 @@ def test_import_mirrors_the_added_records_to_mlflow(made, tmp_path, capsys):
     assert "mirrored 2 to MLflow" in capsys.readouterr().out
     from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name("biasbench")
+    exp = client.get_experiment_by_name("biasbench/adhoc")
     ids = {r.data.tags["run_id"] for r in client.search_runs([exp.experiment_id])}
     assert ids == {p.stem for p in folder.glob("*.json")} == {p.stem for p in ResultStore(dest).root.glob("*.json")}

@@ -26,7 +26,7 @@ from benchmark.engine import run
 from benchmark.executors import assign_slots
 from benchmark.spec import RunSpec
 from benchmark.store import ResultStore
-from benchmark.tracking import EXPERIMENT
+from benchmark.tracking import PREFIX
 
 SUITE = '''
 """Test-only suites for the kill-point tests: 2-epoch vanilla runs, two seeds or one."""
@@ -132,10 +132,10 @@ def check_outcome(result: dict, references: dict) -> int:
     assert ClaimBoard(runs).claims() == []
     assert not list((result["home"] / "checkpoints").glob("*.pt"))
     client = MlflowClient(tracking_uri=result["uri"])
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    mirrored = [r.data.tags["run_id"] for r in client.search_runs([exp.experiment_id])]
-    assert sorted(mirrored) == sorted(references)
-    assert all(r.info.status == "FINISHED" for r in client.search_runs([exp.experiment_id]))
+    mlflow_runs = client.search_runs([e.experiment_id for e in client.search_experiments(
+        filter_string=f"name LIKE '{PREFIX}%'")])  # one experiment per suite
+    assert sorted(r.data.tags["run_id"] for r in mlflow_runs) == sorted(references)
+    assert all(r.info.status == "FINISHED" for r in mlflow_runs)
     return len(records)
 
 

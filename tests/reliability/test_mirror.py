@@ -14,7 +14,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from benchmark.tracking import EXPERIMENT, HTTP_DEFAULTS
+from benchmark.tracking import ADHOC, HTTP_DEFAULTS
 
 from .helpers import assert_one_error, cli, store_hash
 
@@ -22,7 +22,7 @@ from .helpers import assert_one_error, cli, store_hash
 def mlflow_runs(uri: str) -> dict[str, list]:
     """Our run id -> the MLflow runs carrying it."""
     client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(EXPERIMENT)
+    exp = client.get_experiment_by_name(ADHOC)
     out: dict[str, list] = {}
     for r in client.search_runs([exp.experiment_id], max_results=1000) if exp else []:
         out.setdefault(r.data.tags.get("run_id"), []).append(r)
@@ -43,7 +43,7 @@ def test_the_next_run_mirrors_what_mlflow_lacks_and_mirror_twice_logs_each_run_o
         assert rc == 0 and "mirrored 0 record(s)" in out and "3 already there" in out, out + err
     runs = mlflow_runs(uri)
     assert sorted(runs) == ids and all(len(v) == 1 and v[0].info.status == "FINISHED" for v in runs.values())
-    assert all("final.test.acc" in v[0].data.metrics for v in runs.values())
+    assert all("test.acc" in v[0].data.metrics for v in runs.values())
 
 
 def test_a_mirror_killed_mid_run_is_completed_not_duplicated(stored, tmp_path):
@@ -67,7 +67,7 @@ def test_a_mirror_killed_mid_run_is_completed_not_duplicated(stored, tmp_path):
     runs = mlflow_runs(uri)
     assert len(runs) == 2 and all(len(v) == 1 and v[0].info.status == "FINISHED" for v in runs.values())
     assert runs[half.data.tags["run_id"]][0].info.run_id == half.info.run_id  # the same MLflow run, completed
-    assert all("final.test.acc" in v[0].data.metrics for v in runs.values())
+    assert all("test.acc" in v[0].data.metrics for v in runs.values())
 
 
 def _closed_port() -> int:
