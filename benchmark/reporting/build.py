@@ -221,7 +221,8 @@ def readme_block(report: Report) -> str:
     the cell counts and each documented finding, one line each; nothing that changes between two
     builds from the same store (no date, no commit)."""
     lines = ["Generated from the committed store by `python -m benchmark report --update-readme` "
-             "(paper-profile runs of the current code only; details in `reports/generated/report.md`):", ""]
+             "(paper-profile runs of the current code only; `python -m benchmark report --html` writes the details "
+             "to reports/generated/: report.md and the dashboard site/index.html):", ""]
     for sec in report.sections:
         lines += readme_lines(sec.title, sec.paper, sec.counts, sec.findings)
     return "\n".join(lines) + "\n"

@@ -138,9 +138,13 @@ def documented_findings(runs: pd.DataFrame, claims: Iterable[Claim]) -> list[Fin
     for c in claims:
         numbers, run_ids = backing(runs, c)
         where = ", ".join(c.suites)
-        status = (f"backed by {len(run_ids)} stored paper-evidence record(s) ({c.metric}, last epoch): {numbers}"
-                  if run_ids else f"not yet measured (no paper-profile record of the current code in {where})")
-        out.append(Finding("documented", f"{c.text} — {status}.", run_ids, c.spec, c.paper, c.source))
+        if run_ids:
+            text = (f"{c.text} — backed by {len(run_ids)} stored paper-evidence record(s) ({c.metric}, last epoch): "
+                    f"{numbers}.")
+        else:  # a claim without current records is a reading to check, not a result
+            text = (f"(not yet measured: no paper-profile record of the current code in {where}) The project's "
+                    f"reading, from {c.source}: {c.text}.")
+        out.append(Finding("documented", text, run_ids, c.spec, c.paper, c.source))
     return out
 
 

@@ -150,7 +150,7 @@ def _page(title: str, body: list[str], root: str) -> str:
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">', GENERATOR, f"<title>{_e(title)}</title>",
         f'<link rel="stylesheet" href="{root}style.css">', "</head>", "<body>",
-        f'<nav><a href="{root}index.html">Reproduction dashboard</a> · <a href="{root}runs.html">Runs read</a></nav>',
+        f'<nav><a href="{root}index.html">Reproduction dashboard</a> · <a href="{root}runs.html">Stored runs</a></nav>',
         *body, "</body>", "</html>", ""])
 
 
