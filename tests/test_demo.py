@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from benchmark.demo import demo_rows, demo_table
 from benchmark.provenance import mark_stale
@@ -64,3 +65,21 @@ def test_demo_plans_six_runs_of_the_demo_profile(tmp_path):
                           "--home", str(tmp_path / "h")], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "profile 'demo'" in out.stdout and "6 runs" in out.stdout
+
+
+@pytest.mark.slow
+def test_a_demo_run_is_the_first_30_epochs_of_the_shipped_paper_run(tmp_path):
+    """The README's claim: a demo run (30 epochs) ends where the shipped 100-epoch run of the same
+    seed stood after 30 epochs (Adam without decay; same data order and initialisation)."""
+    out = subprocess.run([sys.executable, "-m", "benchmark", "run", "--suite", "lff.colored_mnist", "--profile", "demo",
+                          "--match", "vanilla on", "--match", "seed=0", "--results-dir", str(tmp_path / "r"),
+                          "--home", str(tmp_path / "h"), "--no-mlflow", "--no-progress", "--workers", "2"],  # 1 thread each, as the shipped runs
+                         capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert out.returncode == 0, out.stderr
+    (demo,) = ResultStore(tmp_path / "r").records()
+    frame = ResultStore(REPO / "results" / "runs").query()
+    shipped = frame[(frame["tag.suite"] == "lff.colored_mnist") & (frame["tag.profile"] == "paper")
+                    & (frame["method"] == "vanilla") & (frame["seed"] == 0)
+                    & ((frame["p.conflicting_ratio"] - 0.01).abs() < 1e-9)]["record"].iloc[0]
+    for key in ("acc", "conflicting_acc", "aligned_acc"):
+        assert demo["final"]["test"][key] == pytest.approx(shipped["history"][29]["test"][key], abs=2e-3)

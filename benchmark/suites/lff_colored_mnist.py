@@ -24,7 +24,8 @@ DEMO = Profile(
     source="ours: the README's main job (`python -m benchmark demo`), the 1 % cell for the first 30 of the "
            "paper's 100 epochs on the full data. Why 30: in the shipped paper-budget records (their per-epoch "
            "test history) LfF's conflicting-digit accuracy separates from vanilla's only after ~20 epochs; the "
-           "schedule has no decay, so a 30-epoch run follows the first 30 epochs of the paper-budget run")
+           "schedule has no decay, so a 30-epoch run follows the first 30 epochs of the paper-budget run (checked: "
+           "tests/test_demo.py, slow)")
 """The ``demo`` profile: vanilla vs LfF at 1 % bias-conflicting digits, 3 seeds × 30 epochs."""
 
 
