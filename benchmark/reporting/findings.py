@@ -142,8 +142,8 @@ def documented_findings(runs: pd.DataFrame, claims: Iterable[Claim]) -> list[Fin
             text = (f"{c.text} — backed by {len(run_ids)} stored paper-evidence record(s) ({c.metric}, last epoch): "
                     f"{numbers}.")
         else:  # a claim without current records is a reading to check, not a result
-            text = (f"(not yet measured: no paper-profile record of the current code in {where}) The project's "
-                    f"reading, from {c.source}: {c.text}.")
+            text = (f"not yet measured: {c.text} (the project's reading, from {c.source}; no paper-profile record "
+                    f"of the current code in {where}).")
         out.append(Finding("documented", text, run_ids, c.spec, c.paper, c.source))
     return out
 
