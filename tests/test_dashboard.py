@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -29,6 +26,7 @@ from benchmark.reporting import build_report, load_spec
 from benchmark.reporting.html import SiteError, locate_in_mlflow, write_site
 from benchmark.store import ResultStore
 from benchmark.tracking import MLflowMirror
+from servers import serve_mlflow
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CHROMIUM = shutil.which("chromium")
@@ -218,22 +216,7 @@ def test_server_links_open_the_run_in_a_real_mlflow_server(site, tmp_path):
     exp, run = local.ids["aaaa000000000001"]  # a local store: the link works once `benchmark ui` serves it
     assert [a["href"] for a, _ in dom.find("a", **{"class": "mlflow"})] == [
         f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{run}"]
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", uri, "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, f"mlflow server did not start on {url}"
-            time.sleep(0.5)
+    with serve_mlflow(uri) as url:
         mlflow = locate_in_mlflow(url, site["report"].provenance["run_id"])
         assert mlflow.ids == local.ids  # found through the server's REST API
         write_site(site["report"], tmp_path, site["runs"], mlflow)
@@ -243,15 +226,6 @@ def test_server_links_open_the_run_in_a_real_mlflow_server(site, tmp_path):
         with urllib.request.urlopen(f"{url}/api/2.0/mlflow/runs/get?run_id={run}", timeout=10) as r:
             tags = {t["key"]: t["value"] for t in json.load(r)["run"]["data"]["tags"]}
         assert tags["run_id"] == "aaaa000000000001" and r.status == 200
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_report_html_replaces_its_own_site(site, tmp_path):

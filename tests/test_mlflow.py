@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,41 +21,15 @@ from benchmark import make_spec
 from benchmark.engine import run
 from benchmark.store import ResultStore
 from benchmark.tracking import ADHOC, KEY_METRICS, PREFIX, VIEW_KEY, MLflowMirror
+from servers import free_port, serve_mlflow
 
 SPEC = dict(dataset_params={"sigma2": 0.02}, epochs=2, max_train=256, max_eval=512)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--default-artifact-root", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"mlflow server did not start on {url}")
-            time.sleep(0.5)
+    with serve_mlflow(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
 
 
 def _find(client: MlflowClient, run_id: str):
@@ -176,7 +149,7 @@ def test_old_single_experiment_is_resent_then_retired(shipped_store, tmp_path):
 
 def test_ui_mirrors_the_store_and_serves_the_experiment_it_prints(shipped_store, tmp_path):
     db = tmp_path / "ui.db"
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "benchmark", "ui", "--port", str(port), "--suite",
                              "lff.colored_mnist", "--results-dir", str(shipped_store.root),
                              "--tracking-uri", f"sqlite:///{db}"],

@@ -137,30 +137,10 @@ def test_a_server_that_never_answers_is_given_up_on(stored, http_defaults):
 
 @pytest.mark.slow
 def test_mirror_against_a_real_server_is_idempotent(stored, tmp_path):
-    port = _closed_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--default-artifact-root", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
+    from servers import serve_mlflow
+    with serve_mlflow(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as uri:
         for _ in range(2):
             rc, out, err = cli(["mirror", "--tracking-uri", uri, "--results-dir", str(stored.root)])
             assert rc == 0, err
         runs = mlflow_runs(uri)
         assert len(runs) == 2 and all(len(v) == 1 and v[0].info.status == "FINISHED" for v in runs.values())
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
