@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "'done' = finished, tagged with the suite and profile, current code: for the "
                                    "paper profile exactly the paper evidence `report` reads (benchmark/evidence.py).")
     p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable; default all)")
-    p.add_argument("--profile", choices=["paper", "quick", "all"], default="all", help="budget profile (default all)")
+    p.add_argument("--profile", choices=["paper", "quick", "demo", "all"], default="all",
+                   help="budget profile (default all: each suite's paper, quick and demo rows)")
     _add_common(p)
 
     p = sub.add_parser("report", help="tables and figures beside the papers' numbers (markdown, LaTeX, PNG/PDF; --pdf)",
@@ -825,7 +826,7 @@ def _run_suite_packs(todo, args, store, home, mirror):
 def cmd_status(args) -> int:
     from .planner import select_suites, status_text
     from .store import ResultStore
-    profiles = ["paper", "quick"] if args.profile == "all" else [args.profile]
+    profiles = ["paper", "quick", "demo"] if args.profile == "all" else [args.profile]
     print(status_text(ResultStore(args.results_dir), select_suites(args.suite), profiles))
     return 0
 
