@@ -14,9 +14,8 @@ Each run is evaluated by its own method object (the pack's slice copied back) wi
 at its last epoch, so it stores the same record, under the same run id, as a lone run; the
 timings in its history are the pack's, and its tags say ``pack_size``.
 
-Methods opt in with ``Method.packable = True`` (gray, lnl and lnl_adv today; vanilla and lff follow when
-the committed LfF paper-profile records are retrained, since their fingerprints cover those files); :func:`run_pack` runs
-the others, and packs of one, one by one through :func:`benchmark.engine.run`.
+Methods opt in with ``Method.packable = True`` (vanilla, gray, lff, lnl and lnl_adv today); :func:`run_pack`
+runs the others, and packs of one, one by one through :func:`benchmark.engine.run`.
 """
 from __future__ import annotations
 

@@ -57,6 +57,7 @@ class LfF(Method):
 
     HParams = LfFHParams
     paper = "Nam et al., Learning from Failure: Training Debiased Classifier from Biased Classifier, NeurIPS 2020"
+    packable = True
 
     def __init__(self, hparams: LfFHParams, info, epochs):
         super().__init__(hparams, info, epochs)
@@ -89,9 +90,16 @@ class LfF(Method):
         table[idx] = a * table[idx] + (1 - a * self.seen[idx]) * loss
         return table[idx]
 
+    def _class_of(self, idx: torch.Tensor) -> torch.Tensor:
+        """The normalisation group of training samples ``idx``: their class, within their run of a pack
+        (the tables hold ``pack_size`` runs' samples one after another)."""
+        per_run = len(self.train_y) // self.pack_size
+        return self.train_y[idx] + self.info.num_classes * torch.div(idx, per_run, rounding_mode="floor")
+
     def _class_max(self, table: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(self.info.num_classes, device=table.device)
-        return out.scatter_reduce(0, self.train_y, table, reduce="amax", include_self=True)
+        out = torch.zeros(self.info.num_classes * self.pack_size, device=table.device)
+        groups = self._class_of(torch.arange(len(table), device=table.device))
+        return out.scatter_reduce(0, groups, table, reduce="amax", include_self=True)
 
     def update(self, batch):
         hp_ = self.hparams
@@ -105,18 +113,19 @@ class LfF(Method):
             ema_d = self._ema(self.ema_d, idx, ce_d)
             self.seen[idx] = 1.0
             # Class-wise normalisation by the max over all training samples of the class.
-            ema_b = ema_b / self._class_max(self.ema_b)[y].clamp_min(1e-12)
-            ema_d = ema_d / self._class_max(self.ema_d)[y].clamp_min(1e-12)
+            group = self._class_of(idx)
+            ema_b = ema_b / self._class_max(self.ema_b)[group].clamp_min(1e-12)
+            ema_d = ema_d / self._class_max(self.ema_d)[group].clamp_min(1e-12)
             weight = ema_b / (ema_b + ema_d + 1e-8)
-        loss_b = hp_.q * generalized_cross_entropy(logits_b, y, hp_.q)
-        loss_d = (F.cross_entropy(logits_d, y, reduction="none") * weight).mean()
+        loss_b = hp_.q * self.per_run_mean(generalized_cross_entropy(logits_b, y, hp_.q, reduction="none"))
+        loss_d = self.per_run_mean(F.cross_entropy(logits_d, y, reduction="none") * weight)
         for o in self.optimizers.values():
             o.zero_grad(set_to_none=True)
-        (loss_b + loss_d).backward()
+        (loss_b + loss_d).sum().backward()
         for o in self.optimizers.values():
             o.step()
-        return {"loss": loss_d.detach(), "loss_b": loss_b.detach(), "ce_d": ce_d.mean(), "ce_b": ce_b.mean(),
-                "weight": weight.mean()}
+        return {"loss": loss_d.detach(), "loss_b": loss_b.detach(), "ce_d": self.per_run_mean(ce_d),
+                "ce_b": self.per_run_mean(ce_b), "weight": self.per_run_mean(weight)}
 
     def predict(self, x):
         return self.net_d(x)

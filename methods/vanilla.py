@@ -28,6 +28,7 @@ class Vanilla(Method):
 
     HParams = VanillaHParams
     paper = "baseline"
+    packable = True
 
     def __init__(self, hparams: VanillaHParams, info, epochs):
         super().__init__(hparams, info, epochs)
@@ -35,10 +36,10 @@ class Vanilla(Method):
         add_optimizer(self, "main", self.net.parameters(), epochs)
 
     def update(self, batch):
-        loss = F.cross_entropy(self.net(batch.x), batch.y)
+        loss = self.per_run_mean(F.cross_entropy(self.net(batch.x), batch.y, reduction="none"))
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         opt.step()
         return {"loss": loss.detach()}
 

@@ -63,7 +63,7 @@ def test_packed_gray_equals_the_same_runs_alone(tmp_path, bench_home):
 
 
 def test_packed_runs_with_different_data_equal_alone_and_resume_after_an_interruption(tmp_path, bench_home):
-    # different dataset parameters in one pack (lff's own packing waits for its records' rerun: see benchmark/pack.py)
+    # different dataset parameters in one pack
     specs = [make_spec("gray", "colored_mnist_lff", seed=s, epochs=2, max_train=512, max_eval=256,
                        dataset_params={"conflicting_ratio": r})
              for s, r in ((0, 0.01), (1, 0.05))]
@@ -88,6 +88,23 @@ def test_packed_runs_with_different_data_equal_alone_and_resume_after_an_interru
         assert_same_records(result.record, alone.record)
     again = run_pack(specs, store=store, home=bench_home, device="cpu", progress=False)
     assert all(r.cached for r in again)
+
+
+def test_packed_vanilla_and_lff_equal_the_same_runs_alone(tmp_path, bench_home):
+    # the LfF table's two rows: vanilla (one model) and LfF (two models, per-sample EMA tables whose
+    # class-wise maxima are taken within each run), different seeds and dataset parameters per pack
+    for method in ("vanilla", "lff"):
+        specs = [make_spec(method, "colored_mnist_lff", seed=s, epochs=2, max_train=512, max_eval=256,
+                           dataset_params={"conflicting_ratio": r}) for s, r in ((0, 0.01), (1, 0.05))]
+        packed = run_pack(specs, store=ResultStore(tmp_path / method / "packed"), home=bench_home, device="cpu",
+                          progress=False)
+        assert [r.record["tags"]["pack_size"] for r in packed] == [2, 2]
+        for spec, result in zip(specs, packed):
+            alone = run(spec, store=ResultStore(tmp_path / method / "alone"), home=bench_home, device="cpu",
+                        progress=False)
+            assert_same_records(result.record, alone.record)
+        if method == "lff":
+            assert "biased_model_acc" in packed[0].record["final"]["test"]
 
 
 def test_group_specs_packs_compatible_runs_only():
