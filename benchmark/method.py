@@ -69,7 +69,9 @@ class Method(nn.Module):
             and sums the result before ``backward``, and treats ``batch.idx`` as an index into
             tables sized to ``len(loader)`` in :meth:`prepare` (the pack offsets each run's
             indices). Its networks must not draw random numbers in the forward pass (no
-            dropout), or packed and lone runs differ.
+            dropout), or packed and lone runs differ. Not inherited: a subclass (JTT on vanilla,
+            GRL on LNL) changes ``update``, ``prepare`` or the sampling, so it packs only when it
+            says ``packable = True`` itself.
 
     Attributes:
         pack_size: how many runs this instance trains at once (1 unless ``benchmark.pack`` built it).
@@ -82,6 +84,11 @@ class Method(nn.Module):
     tiny_hparams: ClassVar[dict] = {}
     quick_hparams: ClassVar[dict] = {}
     packable: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "packable" not in cls.__dict__:  # see ``packable``: a subclass opts in for itself
+            cls.packable = False
 
     def __init__(self, hparams, info: DatasetInfo, epochs: int):
         """Build networks and optimisers.

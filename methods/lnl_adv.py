@@ -33,3 +33,4 @@ class LNLAdv(LNL):
 
     HParams = LNLAdvHParams
     paper = "Kim et al., Learning Not to Learn, CVPR 2019 (Table 1, Ours-adv)"
+    packable = True

@@ -107,6 +107,14 @@ def test_packed_vanilla_and_lff_equal_the_same_runs_alone(tmp_path, bench_home):
             assert "biased_model_acc" in packed[0].record["final"]["test"]
 
 
+def test_packable_is_declared_by_each_method_not_inherited():
+    from benchmark.pack import packable
+    declared = {m: packable(make_spec(m, "colored_mnist")) for m in
+                ("vanilla", "gray", "lff", "lnl", "lnl_adv", "grl", "jtt", "group_dro", "dfr", "rwg", "subg")}
+    # subclasses of vanilla (group baselines) and of LNL (GRL) change update/prepare/sampling
+    assert [m for m, p in declared.items() if p] == ["vanilla", "gray", "lff", "lnl", "lnl_adv"]
+
+
 def test_group_specs_packs_compatible_runs_only():
     a = _specs("gray", "colored_mnist", (0, 1, 2), epochs=1)
     b = _specs("gray", "colored_mnist", (0, 1), epochs=2)  # another epoch budget: another pack
