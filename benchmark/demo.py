@@ -60,12 +60,11 @@ def _cell(values: list[float]) -> Cell:
 
 
 def _runs(frame: pd.DataFrame, method: str, profile: str) -> pd.DataFrame:
-    """The cell's runs of ``profile``: for "paper" exactly the paper evidence the report reads
+    """``frame`` with :func:`benchmark.evidence.classify`'s ``class`` column. The cell's runs of ``profile``: for "paper" exactly the paper evidence the report reads
     (:mod:`benchmark.evidence`: finished, current code), for "demo" the finished demo runs of current code."""
-    from .evidence import classify, paper_evidence, profile_class
+    from .evidence import paper_evidence, profile_class
     if frame.empty or "tag.suite" not in frame.columns or "tag.profile" not in frame.columns:
         return frame.iloc[0:0]
-    frame = classify(frame)
     pool = paper_evidence(frame, [SUITE]) if profile == "paper" else frame[
         (frame["class"] == profile_class(profile)) & (frame["tag.suite"] == SUITE) & (frame["tag.profile"] == profile)]
     sel = pool[pool["method"] == method]
@@ -81,6 +80,8 @@ def _budget(runs: pd.DataFrame) -> str:
 
 def demo_rows(frame: pd.DataFrame, refs: pd.DataFrame) -> list[dict]:
     """One dict per (method, source): label, epochs, n, and a :class:`Cell` per metric."""
+    from .evidence import classify
+    frame = classify(frame) if not frame.empty else frame  # once: the class of every record
     rows = []
     for method, paper_row in METHODS:
         for profile, source in (("demo", "this demo"), ("paper", "paper budget, shipped records")):

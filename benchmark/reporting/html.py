@@ -36,8 +36,8 @@ from matplotlib.figure import Figure
 from ..selection import LABELS
 from .build import PaperSection, Report, TableResult
 from .figures import FigureResult
-from .tables import (DASH, NO_REFERENCE, NO_SELECTION, NOT_RUN, OUTSIDE, STATUSES, WITHIN, counts, fmt,
-                     selection_line, units, uses_bias_labels)
+from .tables import (DASH, NO_REFERENCE, NO_SELECTION, NOT_RUN, OUTSIDE, STATUSES, WITHIN, counts, fmt, row_label,
+                     selection_line, units)
 
 SITE = "site"
 #: Marks every page, so that rewriting a site replaces only a folder this module wrote.
@@ -171,11 +171,6 @@ def _legend() -> str:
     return f'<p class="legend">{items}</p>'
 
 
-def _row_label(label: str, method: str) -> str:
-    shown = label if label == method else f"{label} ({method})"
-    return shown + ("§" if uses_bias_labels(method) else "")
-
-
 def _cell(c, digits: int, have: set[str]) -> str:
     status = c.status
     if c.n:
@@ -220,7 +215,7 @@ def _table_page(t: TableResult, have: set[str]) -> str:
         rows = []
         for ri, row in enumerate(spec.rows):
             tds = "".join(_cell(cells[(i, ri)], spec.digits, have) for i, _ in cols)
-            rows.append(f"<tr><th>{_e(_row_label(row.label, row.method))}</th>{tds}</tr>")
+            rows.append(f"<tr><th>{_e(row_label(row.label, row.method))}</th>{tds}</tr>")
         body.append(f'<table class="artefact"><thead><tr><th>Method</th>{head}</tr></thead>'
                     f'<tbody>{"".join(rows)}</tbody></table>')
     if spec.notes:

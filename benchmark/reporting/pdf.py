@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ..selection import LABELS
 from .build import Report, selection_text
-from .tables import (BIAS_MARK, NO_SELECTION, NOT_RUN, OUTSIDE, WITHIN, _row_label, cell_parts, gap_list,
+from .tables import (BIAS_MARK, NO_SELECTION, NOT_RUN, OUTSIDE, WITHIN, cell_parts, row_label, gap_list,
                      selection_line)
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
@@ -108,7 +108,7 @@ def _table_pages(t, title_prefix: str) -> list[Figure]:
             headers = ["Method"] + ["\n".join(textwrap.wrap(c.label, 18)) for _, c in chunk]
             body, colours, bold = [], [], []
             for ri, row in enumerate(spec.rows):
-                line, col_line, bold_line = [_row_label(row.label, row.method)], ["white"], [False]
+                line, col_line, bold_line = [row_label(row.label, row.method)], ["white"], [False]
                 for i, _ in chunk:
                     c = cells[(i, ri)]
                     ours, paper = cell_parts(c, spec.digits)

@@ -143,9 +143,10 @@ def ours_text(mean: float, std: float, n: int, digits: int) -> str:
     return fmt(mean, digits) + (f" ± {fmt(std, digits)}" if n > 1 else "") + f" (n={n})"
 
 
-def _row_label(row_label: str, method: str) -> str:
-    label = row_label if row_label == method else f"{row_label} ({method})"
-    return label + (BIAS_MARK if uses_bias_labels(method) else "")
+def row_label(label: str, method: str) -> str:
+    """A table row's label: the paper's name (our method's if it differs) and § if it uses bias labels."""
+    shown = label if label == method else f"{label} ({method})"
+    return shown + (BIAS_MARK if uses_bias_labels(method) else "")
 
 
 def _grid(gap: pd.DataFrame, spec: ReportSpec, panel: str) -> tuple[list[str], list[list]]:
@@ -154,7 +155,7 @@ def _grid(gap: pd.DataFrame, spec: ReportSpec, panel: str) -> tuple[list[str], l
     cells = {(r.col_index, r.row_index): r for r in gap.itertuples()}
     body = []
     for ri, row in enumerate(spec.rows):
-        line: list = [_row_label(row.label, row.method)]
+        line: list = [row_label(row.label, row.method)]
         for i, _ in cols:
             c = cells[(i, ri)]
             ours, paper = cell_parts(c, spec.digits)

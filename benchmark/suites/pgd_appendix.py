@@ -34,6 +34,9 @@ def _profiles(source: str, methods: tuple[str, ...] | None = ("vanilla", "pgd"),
     return {"paper": Profile(seeds=(0, 1, 2), source=source), "quick": replace(QUICK, keep=keep, methods=methods)}
 
 
+APP_D_ROWS = ("vanilla", "rubi", "learned_mixin", "lff", "repair", "pgd")  # Tables 5 and 6 print the same rows
+
+
 class _PGDSuite(Suite):
     paper = _PAPER
     recipe = PGD_TABLE4_MNIST
@@ -44,7 +47,7 @@ class PGDTable5(_PGDSuite):
     """PGD Table 5: Colored MNIST, α ∈ {0.0001, 0.0005}, bias ratios 99.5/99/98/95 %, oracle selection."""
 
     title = "PGD Table 5: Colored MNIST at difficulty 0.0001 / 0.0005, bias ratios 99.5/99/98/95 %"
-    methods = ("vanilla", "rubi", "learned_mixin", "lff", "repair", "pgd")  # Table 5 rows
+    methods = APP_D_ROWS
     settings = tuple(Setting("colored_mnist_ratio", {"difficulty": d, "bias_ratio": r})
                      for d in (0.0001, 0.0005) for r in RATIOS_APP_D)
     profiles = _profiles("PGD App. D, Table 5 (three runs)", bias_ratio=(0.99,), difficulty=(0.0005,))
@@ -55,7 +58,7 @@ class PGDTable6(_PGDSuite):
     """PGD Table 6: Watermarked MNIST, α ∈ {8, 16}, bias ratios 99.5/99/98/95 %, oracle selection."""
 
     title = "PGD Table 6: Watermarked MNIST at difficulty 8 / 16, bias ratios 99.5/99/98/95 %"
-    methods = ("vanilla", "rubi", "learned_mixin", "lff", "repair", "pgd")  # Table 6 rows
+    methods = APP_D_ROWS
     settings = tuple(Setting("watermarked_mnist", {"max_offset": d, "bias_ratio": r})
                      for d in (8, 16) for r in RATIOS_APP_D)
     profiles = _profiles("PGD App. D, Table 6 (three runs)", bias_ratio=(0.99,), max_offset=(16,))
