@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Split, atomic_torch_save, default_home
+from .dropout import use_fast_dropout
 from .failpoints import failpoint
 from .hparams import from_dict
 from .method import Batch, Method
@@ -30,8 +31,9 @@ from .registry import DATASETS, METHODS
 from .spec import RunSpec
 from .store import ResultStore, code_version, library_versions, now_iso
 
-EVAL_BATCH = 2048  # ×4 on GPUs with >= 40 GiB; chosen over 128/256/512 by timing engine.evaluate on a 2-core CPU
-# (a one-off timing, not a committed benchmark: `python -m benchmark perf` measures evaluation img/s)
+EVAL_BATCH = 2048  # ×4 on GPUs with >= 40 GiB; on a CPU, networks without convolutions (the LfF MLP: as fast as 256)
+EVAL_BATCH_CPU_CONV = 256  # convolutional networks on a CPU: 2048 ran 1.5-2.6× slower than 256 (activations
+# outgrow the caches; one-off timing on this 2-core CPU, `python -m benchmark perf` measures evaluation img/s)
 EVAL_BATCH_ELEMENTS = 2**24  # cap on input values per evaluation batch: 2048 MNIST images, 111 at 3×224×224
 SUBSET_SEED = 0  # the fixed generator that picks the max_train subset, independent of the run seed
 MAX_DEVICE_BYTES = int(float(os.environ.get("BENCHMARK_MAX_DEVICE_GB", "8")) * 2**30)
@@ -125,7 +127,7 @@ def evaluate(method: Method, loader: Loader, num_classes: int, num_bias_classes:
     meter = SplitMeter(num_classes, num_bias_classes, loader.device)
     order = torch.arange(len(loader), device=loader.device)
     with torch.no_grad(), torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        for batch in loader.batches(order, eval_batch_size(loader)):
+        for batch in loader.batches(order, eval_batch_size(loader, method)):
             logits, extra = method.evaluate_batch(batch)
             meter.add(logits.argmax(1), batch.y, batch.b, batch.aligned,
                       loss=torch.nn.functional.cross_entropy(logits.float(), batch.y, reduction="none"))
@@ -134,13 +136,20 @@ def evaluate(method: Method, loader: Loader, num_classes: int, num_bias_classes:
     return meter.result()
 
 
-def eval_batch_size(loader: Loader) -> int:
-    """The evaluation batch for this loader's device and input size (see ``EVAL_BATCH*``)."""
+def eval_batch_size(loader: Loader, net: torch.nn.Module | None = None) -> int:
+    """The evaluation batch for this loader's device and input size, and on a CPU for the network
+    (``EVAL_BATCH_CPU_CONV`` when ``net`` has convolutions; see ``EVAL_BATCH*``)."""
     per_sample = max(1, loader.split.x[0].numel()) if len(loader) else 1
     if loader.device.type != "cuda":
-        return max(1, min(EVAL_BATCH, EVAL_BATCH_ELEMENTS // per_sample))
+        size = EVAL_BATCH_CPU_CONV if net is not None and has_conv(net) else EVAL_BATCH
+        return max(1, min(size, EVAL_BATCH_ELEMENTS // per_sample))
     scale = 4 if torch.cuda.get_device_properties(loader.device).total_memory >= 40 * 2**30 else 1
     return max(1, min(EVAL_BATCH * scale, EVAL_BATCH_ELEMENTS * scale // per_sample))
+
+
+def has_conv(net: torch.nn.Module) -> bool:
+    """Whether ``net`` has a convolution layer (CPU evaluation batch, channels-last, auto pack size)."""
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in net.modules())
 
 
 def autocast(spec: RunSpec, dev: torch.device):
@@ -149,24 +158,35 @@ def autocast(spec: RunSpec, dev: torch.device):
 
 
 def fast_path(method: Method, loaders: dict[str, "Loader"], dev: torch.device) -> Method:
-    """GPU opt-ins named in ``$BENCHMARK_FAST`` (ignored on other devices; not part of the run id, as
-    they change no arithmetic beyond the order of float sums):
+    """The device's fast settings; none is part of the run id, as none changes the arithmetic beyond
+    the order of float sums.
 
-    - ``channels_last``: the method's 4-D weights and every batch in NHWC layout (faster cuDNN
-      convolutions, above all under bf16);
+    On a CPU, a network with convolutions trains and evaluates in channels-last (NHWC) layout: its
+    4-D weights and every batch (oneDNN's convolutions and pooling ran 1.25-1.5× faster that way
+    on the LNL conv net, one-off timing on a 2-core CPU; ``python -m benchmark perf`` measures it);
+    and every plain ``nn.Dropout`` becomes :class:`benchmark.dropout.FastDropout` (the same
+    distribution from fewer random numbers: ``bernoulli_`` took half of Simple ConvNet-1's step).
+
+    On a GPU, opt-ins named in ``$BENCHMARK_FAST`` (comma-separated):
+
+    - ``channels_last``: the same NHWC layout (faster cuDNN convolutions, above all under bf16);
     - ``compile``: ``method.update`` compiled with ``torch.compile(mode="reduce-overhead")`` (CUDA
       graphs: one launch per step instead of dozens; the first steps compile, a last smaller batch
       compiles once more).
 
-    Not measured on a GPU yet: run ``python -m benchmark perf`` with and without them first.
+    The GPU opt-ins are not measured on a GPU yet: run ``python -m benchmark perf`` with and without
+    them first.
     """
     wanted = {w.strip() for w in os.environ.get(FAST_ENV, "").split(",") if w.strip()}
     unknown = wanted - {"channels_last", "compile"}
     if unknown:
         raise ValueError(f"${FAST_ENV}: unknown option(s) {sorted(unknown)}; use channels_last, compile")
-    if dev.type != "cuda":
-        return method
-    if "channels_last" in wanted:
+    if dev.type == "cuda":
+        channels_last = "channels_last" in wanted
+    else:
+        channels_last, wanted = has_conv(method), set()
+        use_fast_dropout(method)
+    if channels_last:
         method = method.to(memory_format=torch.channels_last)
         for loader in loaders.values():
             loader.channels_last = True

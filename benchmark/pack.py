@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .data import atomic_torch_save, default_home
 from .engine import (Loader, RunResult, autocast, build_loaders, build_method, checkpoint_path, epoch_generator,
-                     RUN_PREFIX, evaluate, fast_path, init_from_run, pick_device, run)
+                     RUN_PREFIX, evaluate, fast_path, has_conv, init_from_run, pick_device, run)
 from .method import Batch, Method
 from .pack_module import PackedModule
 from .registry import METHODS
@@ -91,8 +91,7 @@ def auto_pack_size(spec: RunSpec, device: str | None = None) -> int:
     family = DATASETS.get(spec.dataset)
     info = family().info(from_dict(family.Params, spec.dataset_params))
     net = build_method(spec, info)
-    has_conv = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in net.modules())
-    return 1 if has_conv else AUTO_PACK["cpu"]
+    return 1 if has_conv(net) else AUTO_PACK["cpu"]
 
 
 def pack_checkpoint_path(specs: list[RunSpec], home: Path | None = None) -> Path:

@@ -5,9 +5,19 @@
 For each backbone, in one process and interleaved (ours, reference, ours, reference, ...):
 
 - steady-state **train** and **eval** images/s: ours = :class:`benchmark.engine.Loader` (uint8 tensors
-  on the device, batched by index, normalised on the device) + ``vanilla``'s ``update``; reference =
+  on the device, batched by index, normalised on the device) + ``vanilla``'s ``update``, with the
+  engine's device settings (:func:`benchmark.engine.fast_path`, the evaluation batch of
+  :func:`benchmark.engine.eval_batch_size`), as a run trains; reference =
   :mod:`benchmark.perf_reference` (DataLoader over per-sample PIL/ToTensor, 2 workers, ``.item()``
-  per step);
+  per step, the official batch sizes);
+- **LNL unlearning** (LNL conv net): ``lnl``'s ``update`` (f, g, the colour head h, three optimisers)
+  fed by our loader against the same ``update`` fed the official way (DataLoader of image, label and
+  colour-label map; every logged loss read back each step): the same arithmetic, so the ratio is
+  the data pipeline's and the host synchronisations' share;
+- **GEMM share** (LfF MLP): one unpacked run's matrix-multiply FLOP/s against the FLOP/s of one large
+  matrix product of the MLP's first-layer shape measured in the same repeat. Packing can raise
+  aggregate throughput by at most the inverse of that share, so it tells how much a pack can gain on
+  the device at all;
 - **time to first step** from building the loader and network to the end of the first step;
 - **peak memory** (CUDA only: ``torch.cuda.max_memory_allocated``; "n/a" on CPU);
 - **packed** K ∈ ``--pack-sizes``: aggregate images/s of K runs stacked by :mod:`benchmark.pack`
@@ -35,7 +45,7 @@ from tabulate import tabulate
 
 from . import perf_reference as ref
 from .data import DatasetInfo, Split
-from .engine import Loader, pick_device
+from .engine import Loader, eval_batch_size, fast_path, has_conv, pick_device
 from .hparams import from_dict
 from .pack import stack_methods
 from .perf_options import MODELS, TARGETS, Model, add_arguments, check
@@ -104,9 +114,13 @@ def _rate(steps, seconds: float, device, warmup: int = 2) -> tuple[float, float]
     return n / (time.perf_counter() - t), first
 
 
-def _ours_train(model: Model, x, y, device):
-    loader = Loader(Split(x, y, y, torch.ones_like(y, dtype=torch.bool)), MEAN, STD, device)
-    method = _vanilla(model, device).train()
+def _split(x, y, attrs: dict | None = None) -> Split:
+    return Split(x, y, y, torch.ones_like(y, dtype=torch.bool), attrs or {})
+
+
+def _ours_train(model: Model, x, y, device, method=None, attrs: dict | None = None):
+    loader = Loader(_split(x, y, attrs), MEAN, STD, device)
+    method = fast_path(method or _vanilla(model, device), {"train": loader}, device).train()
     gen = torch.Generator().manual_seed(0)
     while True:
         order = torch.randperm(len(y), generator=gen).to(device)
@@ -116,11 +130,10 @@ def _ours_train(model: Model, x, y, device):
 
 
 def _ours_eval(model: Model, x, y, device):
-    from .engine import eval_batch_size
-    loader = Loader(Split(x, y, y, torch.ones_like(y, dtype=torch.bool)), MEAN, STD, device)
-    method = _vanilla(model, device).eval()
+    loader = Loader(_split(x, y), MEAN, STD, device)
+    method = fast_path(_vanilla(model, device), {"eval": loader}, device).eval()
     order = torch.arange(len(y), device=device)
-    size = eval_batch_size(loader)
+    size = eval_batch_size(loader, method)
     while True:
         with torch.no_grad():
             for batch in loader.batches(order, size):
@@ -142,14 +155,69 @@ def _ref_eval(model: Model, x, y, device):
 
 
 def _packed_train(model: Model, k: int, x, y, device):
-    loader = Loader(Split(x, y, y, torch.ones_like(y, dtype=torch.bool)), MEAN, STD, device)
-    pack = stack_methods([_vanilla(model, device) for _ in range(k)], _vanilla(model, device)).to(device).train()
+    loader = Loader(_split(x, y), MEAN, STD, device)
+    pack = stack_methods([_vanilla(model, device) for _ in range(k)], _vanilla(model, device)).to(device)
+    pack = fast_path(pack, {"train": loader}, device).train()
     gen = torch.Generator().manual_seed(0)
     n = len(y)
     while True:
         idx = torch.cat([torch.randint(0, n, (model.batch,), generator=gen) for _ in range(k)]).to(device)
         pack.update(loader.batch(idx, augment=True))
         yield k * model.batch
+
+
+MAP_KEY = "color_map"  # colored_mnist's LNL colour-label head
+
+
+def _lnl(model: Model, device):
+    """``lnl`` on colored_mnist's heads (the colour-label map) with this model's backbone and batch."""
+    from .hparams import from_dict
+    from .registry import DATASETS
+    family = DATASETS.get("colored_mnist")
+    info = family().info(from_dict(family.Params, {}))
+    info = type(info)(**{**info.__dict__, "backbone": model.backbone, "mean": MEAN, "std": STD})
+    cls = METHODS.get("lnl")
+    return cls(from_dict(cls.HParams, {"batch_size": model.batch}), info, 1).to(device)
+
+
+def colour_maps(x: torch.Tensor) -> torch.Tensor:
+    """LNL's colour labels of ``x`` on the 14×14 grid (official rule: pixel // 32, 255 where unlit)."""
+    small = x[:, :, 1::2, 1::2]
+    return torch.where(small == 0, torch.tensor(255, dtype=torch.uint8), small // 32)
+
+
+def _ours_lnl(model: Model, x, y, device):
+    return _ours_train(model, x, y, device, _lnl(model, device), {MAP_KEY: colour_maps(x)})
+
+
+def _ref_lnl(model: Model, x, y, device):
+    data = ref.loader(x, y, MEAN, STD, model.batch, True, maps=colour_maps(x))
+    return ref.method_steps(_lnl(model, device), data, device, MAP_KEY)
+
+
+def _linear_flops_per_image(net: torch.nn.Module) -> float:
+    """Matrix-multiply FLOPs of one training image through ``net``'s linear layers: forward,
+    weight gradient, and input gradient for every layer but the first."""
+    layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    macs = [m.in_features * m.out_features for m in layers]
+    return 2.0 * (2 * sum(macs) + sum(macs[1:]))
+
+
+def _gemm_share(model: Model, x, y, device, seconds: float) -> tuple[float, float]:
+    """(one run's linear-layer FLOP/s, the FLOP/s of one large product of the first layer's shape)."""
+    method = _vanilla(model, device)
+    rate, _ = _rate(_ours_train(model, x, y, device, method), seconds, device)
+    run_flops = rate * _linear_flops_per_image(method.net)
+    first = next(m for m in method.net.modules() if isinstance(m, torch.nn.Linear))
+    a = torch.randn(64 * model.batch, first.in_features, device=device)
+    w = torch.randn(first.in_features, first.out_features, device=device)
+
+    def products():
+        while True:
+            a @ w
+            yield 1
+    per_s, _ = _rate(products(), seconds, device)
+    return run_flops, per_s * 2.0 * a.shape[0] * a.shape[1] * w.shape[1]
 
 
 def _peak(fn, device) -> float | None:
@@ -203,6 +271,22 @@ def measure(models: list[str], seconds: float, repeats: int, pack_sizes: list[in
             log(f"  {name} repeat {r + 1}/{repeats}: train {train.ours[-1]:.0f} vs {train.reference[-1]:.0f} img/s, "
                 f"eval {evals.ours[-1]:.0f} vs {evals.reference[-1]:.0f}")
         rows += [train, evals, first]
+        if name == "lnl_convnet":
+            lnl = Row(name, "LNL unlearning train img/s")
+            for r in range(repeats):
+                lnl.ours.append(_rate(_ours_lnl(model, x, y, device), seconds, device)[0])
+                lnl.reference.append(_rate(_ref_lnl(model, x, y, device), seconds, device)[0])
+            log(f"  {name} LNL unlearning: {statistics.median(lnl.ours):.0f} vs {statistics.median(lnl.reference):.0f} img/s")
+            rows.append(lnl)
+        if not has_conv(_vanilla(model, device)):
+            gemm = Row(name, "one run's GEMM FLOP/s (G)")
+            for r in range(repeats):
+                run_flops, peak = _gemm_share(model, x, y, device, seconds)
+                gemm.ours.append(run_flops / 1e9)
+                gemm.reference.append(peak / 1e9)
+            log(f"  {name} one run {statistics.median(gemm.ours):.0f} GFLOP/s of the GEMM's "
+                f"{statistics.median(gemm.reference):.0f}")
+            rows.append(gemm)
         if device.type == "cuda":
             mem = Row(name, "peak train memory (MiB)")
             mem.ours.append(_peak(lambda: [next(s) for s in [_ours_train(model, x, y, device)] for _ in range(3)], device))
@@ -250,13 +334,15 @@ def render(rows: list[Row], header: dict[str, str]) -> str:
         target = TARGETS.get((row.model, row.measure))
         verdict = "" if target is None or not ratios else (
             f"≥ {target:g}×: {'met' if statistics.median(ratios) >= target else 'NOT met'}")
-        against = "one run" if row.measure.startswith("packed") else "reference"
+        against = ("one run" if row.measure.startswith("packed") else
+                   "GEMM peak" if "GEMM" in row.measure else "reference")
         table.append([row.model, row.measure, _fmt(row.ours), _fmt(row.reference), against, ratio, verdict])
     lines = [f"# Throughput: {header['machine']}", ""]
     lines += [f"- {k}: {v}" for k, v in header.items() if k != "machine"]
     lines += ["", tabulate(table, headers=["model", "measure", "ours", "against", "which", "ratio median (min–max)",
                                            "target (CPU)"], tablefmt="github"), ""]
-    lines += ["Ratios are ours / reference (or packed / one unpacked run) within one repeat; 'ours' and "
+    lines += ["Ratios are ours / reference (or packed / one unpacked run, or one run's FLOP/s / the device's "
+              "FLOP/s on one large matrix product of the same layer) within one repeat; 'ours' and "
               "'against' are medians over repeats. Time to first step: lower is better (ratio < 1 is ours faster). "
               "Produced by `python -m benchmark perf` (benchmark/perf.py); reference pipeline: "
               "benchmark/perf_reference.py.", ""]

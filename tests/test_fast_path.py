@@ -1,4 +1,5 @@
-"""Fixed costs and the GPU fast path's CPU-checkable parts: precision in the run id, opt-ins, eval batch."""
+"""Fixed costs and the fast paths: precision in the run id, GPU opt-ins, the CPU fast path (channels-last
+conv nets, cheap dropout masks), evaluation batches."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from benchmark.data import Split
-from benchmark.engine import EVAL_BATCH, Loader, eval_batch_size, fast_path, run
+from benchmark.dropout import FastDropout
+from benchmark.engine import EVAL_BATCH, EVAL_BATCH_CPU_CONV, Loader, eval_batch_size, fast_path, run
 from benchmark.spec import RunSpec, make_spec
 from benchmark.store import ResultStore
 
@@ -53,3 +55,38 @@ def test_fast_path_options(monkeypatch):
     monkeypatch.setenv("BENCHMARK_FAST", "warp_speed")
     with pytest.raises(ValueError, match="warp_speed"):
         fast_path(method, {}, torch.device("cpu"))
+
+
+def test_cpu_fast_path_puts_conv_nets_in_channels_last_and_swaps_dropout():
+    split = Split(torch.zeros(4, 3, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long),
+                  torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.bool))
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Dropout(0.5), torch.nn.Flatten(), torch.nn.Linear(8 * 26 * 26, 2))
+    loader = Loader(split, (0.5,) * 3, (0.5,) * 3, torch.device("cpu"))
+    assert eval_batch_size(loader, conv) == EVAL_BATCH_CPU_CONV < eval_batch_size(loader, torch.nn.Linear(2, 2))
+    out = fast_path(conv, {"train": loader}, torch.device("cpu"))
+    assert out[0].weight.is_contiguous(memory_format=torch.channels_last) and loader.channels_last
+    assert type(out[1]) is FastDropout and out[1].p == 0.5
+    batch = loader.batch(torch.arange(4))
+    assert batch.x.is_contiguous(memory_format=torch.channels_last)
+    assert out(batch.x).shape == (4, 2)
+    mlp_loader = Loader(split, (0.5,) * 3, (0.5,) * 3, torch.device("cpu"))
+    fast_path(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 28 * 28, 2)), {"train": mlp_loader},
+              torch.device("cpu"))
+    assert not mlp_loader.channels_last
+
+
+@pytest.mark.parametrize("p", [0.5, 0.25])
+def test_fast_dropout_keeps_each_element_with_probability_1_minus_p(p):
+    torch.manual_seed(0)
+    drop = FastDropout(p).train()
+    x = torch.ones(400_000, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient is the same mask and scale
+    pairs = torch.stack([kept[:-1], kept[1:]]).float()  # neighbouring elements are independent
+    assert abs((pairs[0] * pairs[1]).mean().item() - (1 - p) ** 2) < 0.005
+    assert not torch.equal(drop(torch.ones(1000)), drop(torch.ones(1000)))  # a fresh mask each call
+    assert torch.equal(drop.eval()(x), x)

@@ -11,16 +11,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_perf_tiny_mode_writes_the_table(tmp_path):
     out = subprocess.run([sys.executable, "-m", "benchmark", "perf", "--seconds", "0.1", "--repeats", "1",
-                          "--models", "lff_mlp", "--pack-sizes", "1", "2", "--out", str(tmp_path),
+                          "--models", "lff_mlp", "lnl_convnet", "--pack-sizes", "1", "2", "--out", str(tmp_path),
                           "--machine", "ci", "--note", "tiny"],
                          cwd=REPO, capture_output=True, text=True, env=dict(os.environ), timeout=300)
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "ci.md").read_text()
     for measure in ("train img/s", "eval img/s", "time to first step", "packed K=1 img/s", "packed K=2 img/s",
-                    "PGD scoring samples/s"):
+                    "PGD scoring samples/s", "LNL unlearning train img/s", "one run's GEMM FLOP/s"):
         assert measure in table
-    rows = [line for line in table.splitlines() if line.startswith("| lff_mlp") or line.startswith("| simple_convnet")]
-    assert len(rows) == 6
+    rows = [line for line in table.splitlines() if line.startswith(("| lff_mlp", "| lnl_convnet", "| simple_convnet"))]
+    assert len(rows) == 6 + 6 + 1  # MLP: 3 + 2 packs + GEMM share; conv net: 3 + LNL + 2 packs; PGD scoring
     assert all("×" in row for row in rows)  # every row has a measured ratio
     assert "- note: tiny" in table and "load average" in table
 
