@@ -120,7 +120,7 @@ class PackedModule(nn.Module):
             if len({name for name, _, _ in calls}) < len(calls):
                 raise ValueError("PackedModule: a dropout layer called twice in one forward pass cannot be packed")
             self._dropout_calls[key] = calls
-        dev = next(iter(params.values())).device
+        dev = next(a.device for a in split if torch.is_tensor(a))
         streams = self.rng_streams or [nullcontext()] * self.size
         drawn = []
         for stream in streams:
