@@ -8,7 +8,8 @@ phase draws each run's batches from its own scores.
 Tolerance (CPU), as tests/test_pack.py: losses 1e-4, accuracies 0.01 (two of the 200 evaluation
 samples); the sampling weights behind ``prepare``'s draw shares 1e-6 relative, the score histogram
 at most one sample per bin. The pack's batched kernels sum in another order than a lone run's, so
-the numbers are close, not equal.
+the numbers need not be equal (measured for pgd and pgd.official, K = 3, 2 epochs: losses ≤ 2.4e-7
+apart; accuracies, prepare metrics and score histograms equal).
 """
 from __future__ import annotations
 
