@@ -5,7 +5,7 @@ small network's step: half of Simple ConvNet-1's training step on this 2-core CP
 three dropout layers; torch profiler, one-off). :class:`FastDropout` draws the same distribution —
 every element kept independently with probability 1 − p and scaled by 1 / (1 − p) — from fewer
 random numbers: at p = 0.5 (every dropout of the papers' backbones) eight mask bits from each random
-byte, otherwise one uniform number per element compared with p. The random stream it consumes differs
+byte, otherwise one uniform number per element compared with p. On a GPU it is ``nn.Dropout``. The random stream it consumes differs
 from ``nn.Dropout``'s, so a run's numbers differ from the same run with ``nn.Dropout`` the way two
 seeds differ, not in distribution. Under ``torch.func.vmap(randomness="different")`` (packed runs)
 each run draws its own mask.
@@ -13,6 +13,7 @@ each run draws its own mask.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _SHIFTS: dict[torch.device, torch.Tensor] = {}
@@ -28,16 +29,25 @@ def _bit_mask(x: torch.Tensor) -> torch.Tensor:
     return ((bytes_[:, None] >> shifts) & 1).flatten()[:n].view(x.shape)
 
 
+def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str) -> torch.Tensor:
+    """The scaled mask :class:`FastDropout` multiplies by (0 or 1 / (1 − p) per element), drawn from
+    the global RNG; packed runs draw theirs with it too (:mod:`benchmark.pack_module`)."""
+    device = torch.device(device)
+    ones = torch.ones(shape, device=device)
+    if device.type == "cuda" or p in (0.0, 1.0):
+        return F.dropout(ones, p, True)  # CUDA's fused kernel is cheap already
+    keep = _bit_mask(ones) if p == 0.5 else torch.rand_like(ones) >= p
+    return keep.to(ones.dtype) * (1.0 / (1.0 - p))
+
+
 class FastDropout(nn.Dropout):
-    """``nn.Dropout`` (element-wise, not in place) with the masks described in the module docstring."""
+    """``nn.Dropout`` (element-wise, not in place) with the masks described in the module docstring
+    (on a GPU it is ``nn.Dropout``: the fused kernel draws its masks cheaply)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if self.p == 1.0:
-            return torch.zeros_like(x)
-        keep = _bit_mask(x) if self.p == 0.5 else torch.rand_like(x) >= self.p
-        return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))
+        if not self.training or self.p == 0.0 or x.device.type == "cuda":
+            return F.dropout(x, self.p, self.training)
+        return x * dropout_mask(x.shape, self.p, x.device).to(x.dtype)
 
 
 def use_fast_dropout(module: nn.Module) -> int:

@@ -185,7 +185,7 @@ def fast_path(method: Method, loaders: dict[str, "Loader"], dev: torch.device) -
         channels_last = "channels_last" in wanted
     else:
         channels_last, wanted = has_conv(method), set()
-        use_fast_dropout(method)
+    use_fast_dropout(method)  # on a GPU FastDropout is nn.Dropout; one module type on every device
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
         for loader in loaders.values():

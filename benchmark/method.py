@@ -68,8 +68,10 @@ class Method(nn.Module):
             (each is stacked across runs), reduces per-sample losses with :meth:`per_run_mean`
             and sums the result before ``backward``, and treats ``batch.idx`` as an index into
             tables sized to ``len(loader)`` in :meth:`prepare` (the pack offsets each run's
-            indices). Its networks must not draw random numbers in the forward pass (no
-            dropout), or packed and lone runs differ. Not inherited: a subclass (JTT on vanilla,
+            indices). Its networks may use ``nn.Dropout`` (a pack draws each run's masks from the
+            run's own RNG stream) but no other randomness in the forward pass, or packed and lone
+            runs differ. Its :meth:`prepare` runs once per run before the pack is assembled, unless
+            it also implements :meth:`prepare_pack`. Not inherited: a subclass (JTT on vanilla,
             GRL on LNL) changes ``update``, ``prepare`` or the sampling, so it packs only when it
             says ``packable = True`` itself.
 
@@ -149,6 +151,30 @@ class Method(nn.Module):
             Metrics (name → number) stored in the record's ``prepare`` field.
         """
         return {}
+
+    def prepare_pack(self, data) -> list[dict[str, float]]:
+        """Optional, for packable methods: :meth:`prepare` of all the runs of a pack at once.
+
+        Implement it when the preparation trains networks (PGD's biased model), so that stage is
+        packed too; without it each run's :meth:`prepare` runs alone. It is called on the assembled
+        pack (``self.pack_size`` = K; every child module a :class:`~benchmark.pack_module.PackedModule`
+        whose ``member(j)`` is run j's network; per-sample buffers hold the K runs' tables one after
+        another), in train mode, before epoch 1 and never again on resume. Each run must end exactly
+        as its lone :meth:`prepare` would leave it: reduce losses with :meth:`per_run_mean`, draw
+        run j's randomness (orders, augmentation) inside ``data.stream(j)`` in the order a lone run
+        draws it, and leave every result in child modules or per-sample buffers (each run gets its
+        slice; optimisers made here are discarded, the pack's own start fresh). One implementation
+        can serve both: ``prepare(loader)`` may return
+        ``self.prepare_pack(PackedData.single(loader))[0]``.
+
+        Args:
+            data: a :class:`benchmark.pack_data.PackedData`: the runs' training loaders (equal
+                sizes), their RNG streams, and packed batches (``data.batch(idx_per_run, augment)``).
+
+        Returns:
+            One metrics dict per run, in run order (each run's record's ``prepare`` field).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not pack its preparation")
 
     def attach_splits(self, loaders: dict) -> None:
         """Optional: called by the engine before ``prepare`` (and again on resume) with the loaders

@@ -6,15 +6,20 @@ become one slice of a :class:`benchmark.pack_module.PackedModule`, each step fee
 batches (each from its own data, in its own order ``epoch_generator(seed, epoch)``) as one batch of
 K·B samples, and the method's :meth:`~benchmark.method.Method.per_run_mean` keeps every run's loss
 and gradient its own. Optimiser state, BatchNorm statistics and per-sample tables are stacked per
-run; augmentation draws from each run's own RNG stream. The pack is checkpointed every epoch and
-resumes as a whole.
+run; augmentation and dropout masks draw from each run's own RNG stream. The pack is checkpointed
+every epoch and resumes as a whole.
+
+Before the first epoch each run's :meth:`~benchmark.method.Method.prepare` runs on its own, unless
+the method packs that stage too (:meth:`~benchmark.method.Method.prepare_pack`, e.g. PGD's biased
+model): then the pack prepares once, on the stacked networks, and each run keeps its slice.
 
 Each run is evaluated by its own method object (the pack's slice copied back) with the engine's
 :func:`~benchmark.engine.evaluate`, and finished by :func:`benchmark.engine.run` from a checkpoint
 at its last epoch, so it stores the same record, under the same run id, as a lone run; the
 timings in its history are the pack's, and its tags say ``pack_size``.
 
-Methods opt in with ``Method.packable = True`` (vanilla, gray, lff, lnl and lnl_adv today); :func:`run_pack`
+Methods opt in with ``Method.packable = True`` (vanilla, gray, lff, lnl, lnl_adv, pgd and pgd.official
+today; pgd and pgd.official pack their preparation too); :func:`run_pack`
 runs the others, and packs of one, one by one through :func:`benchmark.engine.run`.
 """
 from __future__ import annotations
@@ -31,7 +36,8 @@ from tqdm.auto import tqdm
 from .data import atomic_torch_save, default_home
 from .engine import (Loader, RunResult, autocast, build_loaders, build_method, checkpoint_path, epoch_generator,
                      RUN_PREFIX, evaluate, fast_path, has_conv, init_from_run, pick_device, run)
-from .method import Batch, Method
+from .method import Method
+from .pack_data import PackedData
 from .pack_module import PackedModule
 from .registry import METHODS
 from .spec import RunSpec
@@ -179,12 +185,11 @@ def _train_pack(specs: list[RunSpec], *, home: Path, data_root, dev: torch.devic
 
     ckpt = pack_checkpoint_path(specs, home)
     state = torch.load(ckpt, map_location=dev, weights_only=False) if ckpt.exists() else None
+    data = PackedData([m.loaders["train"] for m in members], [_rng(m, dev) for m in members])
     if state is None:
-        for m in members:
-            with _rng(m, dev):
-                m.method.train()
-                m.prepare = m.method.prepare(m.loaders["train"]) or {}
-    pack = fast_path(_assemble(members, dev), {str(j): m.loaders["train"] for j, m in enumerate(members)}, dev)
+        _prepare(members, data, dev)
+    pack = fast_path(_assemble(members, dev, data.streams), {str(j): m.loaders["train"] for j, m in enumerate(members)},
+                     dev)
     start_epoch, elapsed_before = 0, 0.0
     if state is not None:
         pack.load_training_state(state["pack"])
@@ -192,6 +197,7 @@ def _train_pack(specs: list[RunSpec], *, home: Path, data_root, dev: torch.devic
                                                 state["prepare"]):
             m.rng, m.cuda_rng, m.history, m.prepare = rng, cuda_rng, hist, prep
         start_epoch, elapsed_before = state["epoch"], state["elapsed"]
+        _unpack(pack, members)  # the runs' own objects draw the epochs' orders (sample_indices)
 
     def save(epoch: int) -> None:
         atomic_torch_save({"pack": pack.training_state(), "rng": [m.rng for m in members],
@@ -218,7 +224,7 @@ def _train_pack(specs: list[RunSpec], *, home: Path, data_root, dev: torch.devic
         te = time.time()
         for i in range(0, n, batch_size):
             with autocast(spec0, dev):
-                logs = pack.update(_packed_batch(members, [o[i:i + batch_size] for o in orders], n, dev))
+                logs = pack.update(data.batch([o[i:i + batch_size] for o in orders], augment=True))
             for key, v in logs.items():
                 v = v.detach() if torch.is_tensor(v) else torch.tensor(float(v))
                 sums[key] = sums.get(key, 0) + v.reshape(-1)
@@ -276,35 +282,40 @@ class _rng:
             torch.cuda.set_rng_state(self.saved_cuda, self.dev)
 
 
-def _packed_batch(members: list[_Member], idx: list[torch.Tensor], n: int, dev: torch.device) -> Batch:
-    """The K runs' batches one after another; ``idx`` offset by run (run j's sample i is ``j·n + i``)."""
-    offsets = [j * n for j in range(len(members))]
-    loader = members[0].loaders["train"]
-    shared = all(m.loaders["train"] is loader for m in members)
-    if shared and loader.augment is None:  # one gather for all runs
-        batch = loader.batch(torch.cat(idx))
-        batch.idx = torch.cat([i + o for i, o in zip(idx, offsets)])
-        return batch
-    parts = []
-    for m, i in zip(members, idx):
-        with _rng(m, dev):
-            parts.append(m.loaders["train"].batch(i, augment=True))
-    return Batch(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]), torch.cat([p.b for p in parts]),
-                 torch.cat([p.aligned for p in parts]), torch.cat([p.idx + o for p, o in zip(parts, offsets)]),
-                 {key: torch.cat([p.attrs[key] for p in parts]) for key in parts[0].attrs})
+def _prepare(members: list[_Member], data: PackedData, dev: torch.device) -> None:
+    """Each run's preparation stage: once for the pack where the method packs it
+    (:meth:`Method.prepare_pack`, on the stacked networks; each run keeps its slice), else one run
+    after another, each in its own RNG stream."""
+    method = members[0].method
+    if type(method).prepare_pack is Method.prepare_pack:
+        for m, stream in zip(members, data.streams):
+            with stream:
+                m.method.train()
+                m.prepare = m.method.prepare(m.loaders["train"]) or {}
+        return
+    pack = _assemble(members, dev, data.streams)
+    pack.train()
+    metrics = pack.prepare_pack(data)
+    if len(metrics) != len(members):
+        raise ValueError(f"{type(method).__name__}.prepare_pack returned {len(metrics)} metric dicts for "
+                         f"{len(members)} runs")
+    _unpack(pack, members)
+    for m, prep in zip(members, metrics):
+        m.prepare = prep or {}
 
 
-def stack_methods(methods: list[Method], template: Method) -> Method:
+def stack_methods(methods: list[Method], template: Method, rng_streams: list | None = None) -> Method:
     """``template`` made into a pack of ``methods``: its child modules become :class:`PackedModule`
-    stacks of the methods' children, its optimisers step the stacked parameters (their state must
-    still be empty), its per-sample tables (persistent buffers) hold the methods' tables one after
-    another, and its ``pack_size`` is ``len(methods)``. ``template`` is a fresh instance of the
-    same method with the same hyperparameters (its own initial values are discarded)."""
+    stacks of the methods' children (drawing run j's dropout masks in ``rng_streams[j]``), its
+    optimisers step the stacked parameters (their state must still be empty), its per-sample tables
+    (persistent buffers) hold the methods' tables one after another, and its ``pack_size`` is
+    ``len(methods)``. ``template`` is a fresh instance of the same method with the same
+    hyperparameters (its own initial values are discarded)."""
     if template._parameters:
         raise ValueError(f"{type(template).__name__}: parameters outside child modules cannot be packed")
     swap: dict[int, torch.nn.Parameter] = {}
     for name, child in list(template.named_children()):
-        packed = PackedModule([getattr(m, name) for m in methods])
+        packed = PackedModule([getattr(m, name) for m in methods], rng_streams)
         stacked = dict(packed.named_parameters())
         for pname, p in child.named_parameters():
             swap[id(p)] = stacked[pname.replace(".", "/")]
@@ -321,10 +332,10 @@ def stack_methods(methods: list[Method], template: Method) -> Method:
     return template
 
 
-def _assemble(members: list[_Member], dev: torch.device) -> Method:
+def _assemble(members: list[_Member], dev: torch.device, rng_streams: list) -> Method:
     """One method object whose networks are the members' networks stacked, with fresh stacked optimisers."""
     template = build_method(members[0].spec, members[0].dataset.info)
-    return stack_methods([m.method for m in members], template).to(dev)
+    return stack_methods([m.method for m in members], template, rng_streams).to(dev)
 
 
 def _unpack(pack: Method, members: list[_Member]) -> None:

@@ -60,6 +60,8 @@ from torch import nn
 
 from benchmark import Method, hp, register_method
 from benchmark import per_sample as ps
+from benchmark.pack_data import PackedData
+from benchmark.pack_module import PackedModule
 from benchmark.per_sample import Rebatch
 from benchmark.losses import generalized_cross_entropy
 from benchmark.nets import build_backbone
@@ -155,26 +157,36 @@ def fit(net: nn.Module, loader, epochs: int, hp_: Table4HParams, loss: str = "ce
     """Train ``net`` for ``epochs`` with Table 4's SGD and schedule on the loader's samples (or on
     ``indices``), uniform random order from the global generator; returns seconds per epoch.
 
+    ``loader`` may also be a :class:`benchmark.pack_data.PackedData` of K runs with ``net`` their
+    stacked networks (a :class:`benchmark.pack_module.PackedModule`): then each run draws its order
+    and augmentation in its own RNG stream and its loss is its own batch mean, so each run trains
+    as it would alone (the stacked SGD is K independent ones).
+
     Args:
         loss: "ce" or "gce" (generalized cross-entropy with ``q``, Zhang & Sabuncu 2018).
         augment: ask the loader for augmented batches (the dataset's train augmentation).
     """
+    data = loader if isinstance(loader, PackedData) else PackedData.single(loader)
     opt = optim.make_optimizer(net.parameters(), hp_)
     sched = make_scheduler(opt, hp_, epochs)
-    pool = torch.arange(len(loader)) if indices is None else indices.cpu()
+    pool = torch.arange(len(data)) if indices is None else indices.cpu()
     net.train()
     times = []
     for _ in range(epochs):
         t0 = time.perf_counter()
-        order = pool[torch.randperm(len(pool))].to(loader.device)
-        for batch in loader.batches(order, hp_.batch_size, augment=augment):
+        orders = []
+        for j in range(data.size):
+            with data.stream(j):
+                orders.append(pool[torch.randperm(len(pool))].to(data.device))
+        for i in range(0, len(pool), hp_.batch_size):
+            batch = data.batch([o[i:i + hp_.batch_size] for o in orders], augment=augment)
             logits = net(batch.x)
             if loss == "gce":
-                value = generalized_cross_entropy(logits, batch.y, q)
+                value = generalized_cross_entropy(logits, batch.y, q, reduction="none")
             else:
-                value = F.cross_entropy(logits, batch.y)
+                value = F.cross_entropy(logits, batch.y, reduction="none")
             opt.zero_grad(set_to_none=True)
-            value.backward()
+            value.reshape(data.size, -1).mean(1).sum().backward()  # each run's own mean
             opt.step()
         sched.step()
         times.append(time.perf_counter() - t0)
@@ -265,6 +277,7 @@ class PGD(ResizableBuffers, Method):
 
     HParams = PGDHParams
     paper = "Ahn et al., Mitigating Dataset Bias Using Per-Sample Gradients from a Biased Classifier (ICLR 2022 submission)"
+    packable = True  # both phases: prepare_pack trains the K biased models as one stacked model
     tiny_hparams = {"biased_epochs": 1}
     quick_hparams = {"biased_epochs": 2}  # preparation budget for --quick smoke runs
     resizable = ("sample_weight",)
@@ -278,16 +291,28 @@ class PGD(ResizableBuffers, Method):
         self.register_buffer("sample_weight", torch.zeros(0, dtype=torch.float64))
 
     def prepare(self, loader):
+        return self.prepare_pack(PackedData.single(loader))[0]
+
+    def prepare_pack(self, data):
+        """The biased phase of every run of the pack: the K biased models trained as one stacked
+        model (:func:`fit`), then each run's samples scored by its own biased model."""
         hp_ = self.hparams
-        times = fit(self.biased, loader, hp_.biased_epochs, hp_, loss="gce", q=hp_.q, augment=hp_.augment_biased)
-        weight, metrics = gradient_sampling_weight(self.biased, loader, hp_, self.info.num_classes)
-        self.sample_weight = weight.to(self.sample_weight.device)
+        times = fit(self.biased, data, hp_.biased_epochs, hp_, loss="gce", q=hp_.q, augment=hp_.augment_biased)
+        packed = isinstance(self.biased, PackedModule)
+        weights, out = [], []
+        for j, loader in enumerate(data.loaders):
+            with data.stream(j):
+                net = self.biased.member(j) if packed else self.biased
+                weight, metrics = gradient_sampling_weight(net, loader, hp_, self.info.num_classes)
+            weights.append(weight)
+            metrics["biased_epoch_s"] = round(sum(times) / max(len(times), 1), 3)
+            metrics.update(sampling_summary(weight, loader.split.aligned, "pgd."))
+            metrics["pgd.score_hist"] = score_histogram(weight, loader.split.aligned)
+            out.append(metrics)
+        self.sample_weight = torch.cat(weights).to(self.sample_weight.device)
         if hp_.init_from_biased:
             self.net.load_state_dict(self.biased.state_dict())
-        metrics["biased_epoch_s"] = round(sum(times) / max(len(times), 1), 3)
-        metrics.update(sampling_summary(weight, loader.split.aligned, "pgd."))
-        metrics["pgd.score_hist"] = score_histogram(weight, loader.split.aligned)
-        return metrics
+        return out
 
     def sample_indices(self, n, generator):
         if self.sample_weight.numel() != n:
@@ -295,10 +320,10 @@ class PGD(ResizableBuffers, Method):
         return draw_epoch(self.sample_weight, n, self.hparams.sampler, generator)
 
     def update(self, batch):
-        loss = F.cross_entropy(self.net(batch.x), batch.y)
+        loss = self.per_run_mean(F.cross_entropy(self.net(batch.x), batch.y, reduction="none"))
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         opt.step()
         return {"loss": loss.detach()}
 
@@ -314,3 +339,4 @@ class PGDOfficial(PGD):
     """PGD as the released code runs it (--reproduce): p-norm score, i.i.d. draws, init from θ_b."""
 
     HParams = PGDOfficialHParams
+    packable = True  # only the hyperparameters differ from pgd
