@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the old record is kept under <results>/_stale/)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: bfloat16 autocast of training and evaluation, meant for GPUs (part of the run id; default fp32)")
+    p.add_argument("--eval-every", type=int, default=1, metavar="N",
+                   help="evaluate the non-train splits every N epochs and at the last (part of the run id when "
+                        "N > 1; only selection 'last' can read such a run; suites set their own); default 1, every epoch")
     p.add_argument("--pretrained", metavar="PATH", help="start the backbone from these weights: a state-dict file, "
                    "'imagenet' for torchvision's ResNet-18 in the torch hub cache, or run:RUN_ID for the final "
                    "backbone of a stored run (e.g. a vanilla baseline, LNL's official two-stage recipe); "
@@ -492,7 +495,7 @@ def cmd_run(args, extra: list[str]) -> int:
         specs = [make_spec(args.method, args.dataset, dataset_params=params, hparams=hparams,
                            seed=seed, epochs=epochs, max_train=max_train, backbone=args.backbone,
                            label_noise=args.label_noise,
-                           pretrained=args.pretrained, precision=args.precision)
+                           pretrained=args.pretrained, precision=args.precision, eval_every=args.eval_every)
                  for seed in args.seed]
     except ValueError as e:
         raise UsageError(str(e)) from None

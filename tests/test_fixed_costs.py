@@ -1,0 +1,80 @@
+"""Fixed costs of a run: the evaluation schedule (``eval_every``)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmark.engine import run
+from benchmark.pack import run_pack
+from benchmark.planner import expand
+from benchmark.reporting.spec import load_specs
+from benchmark.selection import STRATEGIES, select
+from benchmark.spec import RunSpec, make_spec
+from benchmark.store import ResultStore
+from benchmark.suites import SUITES
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(max_train=256, max_eval=128)
+
+
+def test_eval_every_is_in_the_run_id_only_when_set():
+    every = make_spec("vanilla", "colored_mnist", seed=3, epochs=4)
+    assert "eval_every" not in every.to_dict()
+    assert make_spec("vanilla", "colored_mnist", seed=3, epochs=4, eval_every=1).run_id == every.run_id
+    sparse = make_spec("vanilla", "colored_mnist", seed=3, epochs=4, eval_every=3)
+    assert sparse.to_dict()["eval_every"] == 3 and sparse.run_id != every.run_id
+    assert RunSpec.from_dict(sparse.to_dict()) == sparse
+    assert [e for e in range(1, 5) if sparse.evaluates(e)] == [3, 4]
+    with pytest.raises(ValueError, match="eval_every"):
+        make_spec("vanilla", "colored_mnist", eval_every=0)
+
+
+def test_stored_lff_records_keep_their_run_ids():
+    records = [json.loads(p.read_text()) for p in sorted((REPO / "results" / "runs").glob("*.json"))]
+    lff = [r for r in records if r["tags"].get("suite") == "lff.colored_mnist"]
+    assert len(lff) == 24
+    for rec in lff:
+        assert RunSpec.from_dict(rec["spec"]).run_id == rec["run_id"]
+    planned = {r.spec.run_id for r in expand([SUITES.get("lff.colored_mnist")()], "paper")[0]}
+    assert {r["run_id"] for r in lff} <= planned
+
+
+def _split_epochs(record: dict) -> list[int]:
+    return [row["epoch"] for row in record["history"] if isinstance(row.get("test"), dict)]
+
+
+def test_run_evaluates_only_its_epochs_and_the_last(tmp_path, bench_home):
+    spec = make_spec("lff", "colored_mnist_lff", epochs=3, eval_every=2, **SMALL)
+    rec = run(spec, store=ResultStore(tmp_path), home=bench_home, device="cpu", progress=False).record
+    assert [row["epoch"] for row in rec["history"]] == [1, 2, 3]
+    assert _split_epochs(rec) == [2, 3]
+    assert all(row["train.loss"] > 0 for row in rec["history"])
+    assert rec["final"]["test"] == rec["history"][-1]["test"]
+    assert select(rec, "last").epoch == 3
+    with pytest.raises(ValueError, match="eval_every=2"):
+        select(rec, "biased_val")
+
+
+def test_pack_evaluates_only_its_epochs_and_the_last(tmp_path, bench_home):
+    specs = [make_spec("vanilla", "colored_mnist_lff", epochs=3, eval_every=2, seed=s, **SMALL) for s in (0, 1)]
+    results = run_pack(specs, store=ResultStore(tmp_path), home=bench_home, device="cpu", progress=False)
+    assert [_split_epochs(r.record) for r in results] == [[2, 3], [2, 3]]
+
+
+def test_sparse_suites_feed_only_last_epoch_tables():
+    sparse = [name for name in SUITES.names() if SUITES.get(name).eval_every != 1]
+    assert "lnl.table1" in sparse and "lff.colored_mnist" not in sparse
+    readers = [(name, spec) for spec in load_specs() for name in sparse if name in spec.suite]
+    assert {name for name, _ in readers} == set(sparse)  # each has a report
+    for name, spec in readers:
+        assert spec.selection == "last", (name, spec.name)
+        assert spec.kind == "table", (name, spec.name)  # no per-epoch curve
+
+
+def test_unbiased_val_finds_its_split_past_unevaluated_rows():
+    split = {"acc": 0.5, "group_acc": [[1.0, 0.0], [None, 0.5]]}
+    history = [{"epoch": 1}, {"epoch": 2, "val": split}, {"epoch": 3, "val": {**split, "group_acc": [[1.0, 1.0]]}}]
+    picked = STRATEGIES["unbiased_val"](history)
+    assert (picked.epoch, picked.criterion, picked.score) == (3, "val.balanced_acc", 1.0)
