@@ -78,3 +78,43 @@ def test_unbiased_val_finds_its_split_past_unevaluated_rows():
     history = [{"epoch": 1}, {"epoch": 2, "val": split}, {"epoch": 3, "val": {**split, "group_acc": [[1.0, 1.0]]}}]
     picked = STRATEGIES["unbiased_val"](history)
     assert (picked.epoch, picked.criterion, picked.score) == (3, "val.balanced_acc", 1.0)
+
+
+def _method_and_test_loader(method: str, hparams: dict | None):
+    import torch
+
+    from benchmark.engine import build_loaders, build_method
+    spec = make_spec(method, "colored_mnist_lff", epochs=1, max_eval=300, hparams=hparams)
+    dataset, loaders = build_loaders(spec, torch.device("cpu"))
+    torch.manual_seed(0)
+    return build_method(spec, dataset.info), loaders["test"]
+
+
+@pytest.mark.parametrize("method, hparams", [("lnl", None), ("denoise", {"inner": "lnl"})])
+def test_lnl_evaluation_computes_features_once_with_unchanged_numbers(method, hparams):
+    import torch
+
+    from benchmark.engine import eval_batch_size, evaluate
+    from benchmark.metrics import SplitMeter
+    from benchmark.nets import bias_correct
+    model, loader = _method_and_test_loader(method, hparams)
+    lnl = model.inner if method == "denoise" else model
+    calls = []
+    lnl.net.f.register_forward_hook(lambda *_: calls.append(1))
+    got = evaluate(model, loader, lnl.info.num_classes, lnl.info.num_bias_classes)
+    batches = list(loader.batches(torch.arange(len(loader)), eval_batch_size(loader)))
+    assert len(calls) == len(batches)  # f(x) once per batch, not once more for the bias heads
+    # the reference: logits from predict(x), each bias head on a second computation of f(x)
+    model.eval()
+    meter = SplitMeter(lnl.info.num_classes, lnl.info.num_bias_classes, loader.device)
+    with torch.no_grad():
+        for batch in batches:
+            logits = model.predict(batch.x)
+            meter.add(logits.argmax(1), batch.y, batch.b, batch.aligned,
+                      loss=torch.nn.functional.cross_entropy(logits, batch.y, reduction="none"))
+            meter.add_extra({f"bias_head_acc.{spec.name}": bias_correct(head(lnl.features(batch.x)),
+                                                                        batch.bias_target(spec.key), spec)
+                             for head, spec in zip(lnl.heads, lnl.info.bias_heads)})
+    want = meter.result()
+    assert any(k.startswith("bias_head_acc") for k in got)
+    assert got == want
