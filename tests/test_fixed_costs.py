@@ -118,3 +118,32 @@ def test_lnl_evaluation_computes_features_once_with_unchanged_numbers(method, hp
     want = meter.result()
     assert any(k.startswith("bias_head_acc") for k in got)
     assert got == want
+
+
+class _SlowMirror:
+    """Takes ``delay`` seconds per record, as a slow tracking store does; notes when each was sent."""
+
+    def __init__(self, delay: float):
+        self.delay, self.sent = delay, {}
+
+    def log_record(self, record):
+        import time
+        time.sleep(self.delay)
+        self.sent[record["run_id"]] = time.time()
+
+
+def test_a_slow_mirror_keeps_no_worker_waiting(tmp_path, bench_home):
+    from datetime import datetime
+
+    from benchmark.executors import LocalExecutor, Task, assign_slots, make_settings
+    store = ResultStore(tmp_path / "runs")
+    specs = [make_spec("vanilla", "colored_mnist_lff", epochs=1, max_train=96, max_eval=96, seed=s) for s in (0, 1)]
+    tasks = [Task(s, {"suite": "test.mirror"}, f"seed={s.seed}") for s in specs]
+    mirror = _SlowMirror(delay=4.0)
+    summary = LocalExecutor(assign_slots([], workers=1), progress=False).run(
+        tasks, make_settings(store.root, bench_home, specs=specs), mirror=mirror)
+    assert [o.status for o in summary.outcomes] == ["done", "done"]
+    assert set(mirror.sent) == {s.run_id for s in specs}  # every finished run mirrored
+    second = store.get(specs[1].run_id)
+    started = datetime.fromisoformat(second["created"]).timestamp() - second["wall_time_s"]
+    assert started < mirror.sent[specs[0].run_id] - 2.0  # began while the first record was being sent
