@@ -1,10 +1,11 @@
 """The one training loop for every method.
 
 Small datasets live on the device as uint8 tensors and are batched by index there; inputs are
-normalised per batch on the device. Each epoch ends with an evaluation of every split (every
-``spec.eval_every``-th epoch and the last, when the spec asks for fewer) and an atomic checkpoint (method state, optimisers, RNG state, history), so a killed run resumes from its
-last finished epoch and ends with exactly the numbers of an uninterrupted run. The finished
-record goes to the result store first and is then mirrored to MLflow.
+normalised per batch on the device. Each epoch ends with an evaluation of every split (only every
+``spec.eval_every``-th epoch and the last, when the spec asks for fewer) and an atomic checkpoint
+(method state, optimisers, RNG state, history), so a killed run resumes from its last finished
+epoch and ends with exactly the numbers of an uninterrupted run. The finished record goes to the
+result store first and is then mirrored to MLflow.
 """
 from __future__ import annotations
 

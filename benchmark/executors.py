@@ -545,8 +545,10 @@ class LocalExecutor:
                 except (OSError, BrokenPipeError):
                     pass
 
-        def send_to_mirror() -> None:
-            while unmirrored:
+        def send_to_mirror(busy: list[dict]) -> None:
+            """Mirror finished records one at a time while no busy worker has something to report."""
+            watched = [w["conn"] for w in busy] + [w["proc"].sentinel for w in busy]
+            while unmirrored and not (watched and wait(watched, timeout=0)):
                 mirror.log_record(store.get(unmirrored.popleft()))
 
         try:
@@ -566,8 +568,8 @@ class LocalExecutor:
                         w["task"] = queue.popleft()
                         w["conn"].send(w["task"])
                         bars.start(w["slot"].index, w["task"])
-                send_to_mirror()  # the scheduler's MLflow writes wait here, off the workers' path
                 busy = [w for w in workers.values() if w["task"] is not None]
+                send_to_mirror(busy)  # the scheduler's MLflow writes wait here, off the workers' path
                 if not busy:  # every remaining task was left unstarted
                     continue
                 ready = wait([w["conn"] for w in busy] + [w["proc"].sentinel for w in busy])
@@ -594,7 +596,7 @@ class LocalExecutor:
                         w["task"] = None  # a fresh worker takes the slot's next task
                         settle(task, Outcome(task.run_id, "failed", task.label, error=error))
             stop_idle()  # the workers exit while the last records are mirrored
-            send_to_mirror()
+            send_to_mirror([])
         finally:
             stop_idle()
             for w in workers.values():
