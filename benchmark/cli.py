@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the old record is kept under <results>/_stale/)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: bfloat16 autocast of training and evaluation, meant for GPUs (part of the run id; default fp32)")
+    p.add_argument("--eval-every", type=int, default=1, metavar="N",
+                   help="evaluate the non-train splits every N epochs and at the last (part of the run id when "
+                        "N > 1; only selection 'last' can read such a run; suites set their own); default 1, every epoch")
     p.add_argument("--pretrained", metavar="PATH", help="start the backbone from these weights: a state-dict file, "
                    "'imagenet' for torchvision's ResNet-18 in the torch hub cache, or run:RUN_ID for the final "
                    "backbone of a stored run (e.g. a vanilla baseline, LNL's official two-stage recipe); "
@@ -492,7 +495,7 @@ def cmd_run(args, extra: list[str]) -> int:
         specs = [make_spec(args.method, args.dataset, dataset_params=params, hparams=hparams,
                            seed=seed, epochs=epochs, max_train=max_train, backbone=args.backbone,
                            label_noise=args.label_noise,
-                           pretrained=args.pretrained, precision=args.precision)
+                           pretrained=args.pretrained, precision=args.precision, eval_every=args.eval_every)
                  for seed in args.seed]
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -532,7 +535,7 @@ def _retire_if_stale(store, run_id: str, rerun_stale: bool) -> None:
 
 def cmd_run_suites(args, extra: list[str]) -> int:
     from .paths import default_home
-    from .executors import (Task, assign_slots, make_settings, tidy_finished,
+    from .executors import (Task, assign_slots, make_settings, prestart, tidy_finished,
                             visible_gpus)
     from .planner import format_duration, make_plan, select_suites
     from .store import ResultStore
@@ -551,6 +554,8 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         if value is not None and value < low:
             raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     profile = "quick" if args.quick else args.profile
+    if args.executor == "local" and not args.dry_run:
+        prestart()  # the workers' imports overlap planning
     store = ResultStore(args.results_dir)
     home = default_home()
     try:
@@ -588,7 +593,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
     todo = plan.todo
     if not args.dry_run:
         tidy_finished(store.root, home)  # leftovers of a process killed right after storing
-    mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
+    mirror = None if args.no_mlflow else _mirror(args.tracking_uri)  # synced after the runs, off their path
     admit = None
     if budget is not None:
         print(budget.render(verbose=args.verbose), flush=True)
@@ -601,6 +606,8 @@ def cmd_run_suites(args, extra: list[str]) -> int:
           + (f", {len(todo)} within the time budget" if budget is not None else "") + eta
           + ("" if plan.todo else " — everything is cached, nothing to do"), flush=True)
     if not todo:
+        if mirror is not None:
+            _sync(mirror, store)
         return 0
     for r in todo:
         if r.stale and store.has(r.run_id):
@@ -610,6 +617,8 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         starts = [r for r in todo if r.spec.pretrained]
         todo = _run_suite_packs([r for r in todo if not r.spec.pretrained], args, store, home, mirror) + starts
         if not todo:
+            if mirror is not None:
+                _sync(mirror, store)
             return 0
     if args.executor == "local":
         where = ", ".join(f"{s.device}{'' if s.gpu is None else ':' + s.gpu}" for s in slots)
@@ -630,8 +639,8 @@ def cmd_run_suites(args, extra: list[str]) -> int:
                   "from their last epoch checkpoint", file=sys.stderr)
             return 130
         tidy_finished(store.root, home)
-        if mirror is not None:  # e.g. a record stored by a worker killed before it reported back
-            mirror.sync(store)
+        if mirror is not None:  # e.g. a record stored by a worker killed before it reported back, or before this run
+            _sync(mirror, store)
         print(summary.render(), flush=True)
         failed += len(summary.failed)
     _reeval_after_run(args, store, {r.run_id for r in todo}, sorted({r.tags["suite"] for r in todo}))
@@ -693,14 +702,23 @@ def _check_settings_data(todo, data_root, home) -> None:
                              "those runs out (--match, --suite)")
 
 
-def _synced_mirror(uri, store):
-    """An MLflow mirror that has sent every stored record MLflow lacks (one warning if MLflow is
-    down; the run goes on)."""
+def _mirror(uri):
+    """An MLflow mirror (nothing is sent yet; see :func:`_sync`)."""
     from .tracking import MLflowMirror
-    mirror = MLflowMirror(uri)
+    return MLflowMirror(uri)
+
+
+def _sync(mirror, store) -> None:
+    """Send every stored record MLflow lacks (one warning if MLflow is down; the run goes on)."""
     result = mirror.sync(store)
     if result.sent:
         print(f"mirrored {len(result.sent)} stored record(s) MLflow lacked to {mirror.uri}", file=sys.stderr)
+
+
+def _synced_mirror(uri, store):
+    """An MLflow mirror that has sent every stored record MLflow lacks."""
+    mirror = _mirror(uri)
+    _sync(mirror, store)
     return mirror
 
 

@@ -1,10 +1,11 @@
 """The one training loop for every method.
 
 Small datasets live on the device as uint8 tensors and are batched by index there; inputs are
-normalised per batch on the device. Each epoch ends with an evaluation of every split and an
-atomic checkpoint (method state, optimisers, RNG state, history), so a killed run resumes from its
-last finished epoch and ends with exactly the numbers of an uninterrupted run. The finished
-record goes to the result store first and is then mirrored to MLflow.
+normalised per batch on the device. Each epoch ends with an evaluation of every split (only every
+``spec.eval_every``-th epoch and the last, when the spec asks for fewer) and an atomic checkpoint
+(method state, optimisers, RNG state, history), so a killed run resumes from its last finished
+epoch and ends with exactly the numbers of an uninterrupted run. The finished record goes to the
+result store first and is then mirrored to MLflow.
 """
 from __future__ import annotations
 
@@ -134,6 +135,12 @@ def evaluate(method: Method, loader: Loader, num_classes: int, num_bias_classes:
             meter.add_extra(extra)
     method.train(was_training)
     return meter.result()
+
+
+def evaluate_splits(method: Method, loaders: dict[str, Loader], info, precision: str = "fp32") -> dict[str, dict]:
+    """:func:`evaluate` on every split but ``train``: the split metrics of one history row."""
+    return {name: evaluate(method, loader, info.num_classes, info.num_bias_classes, precision)
+            for name, loader in loaders.items() if name != "train"}
 
 
 def eval_batch_size(loader: Loader, net: torch.nn.Module | None = None) -> int:
@@ -400,10 +407,8 @@ def run(spec: RunSpec, *, store: ResultStore | None = None, data_root=None, devi
                                "images_per_s": round(len(order) / max(train_time, 1e-9), 1)}
         row.update({f"train.{k}": float(v) / max(steps, 1) for k, v in sums.items()})
         row.update({f"train.{k}": v for k, v in (method.end_epoch(epoch + 1) or {}).items()})
-        for name, loader in loaders.items():
-            if name == "train":
-                continue
-            row[name] = evaluate(method, loader, info.num_classes, info.num_bias_classes, spec.precision)
+        if spec.evaluates(epoch + 1):
+            row.update(evaluate_splits(method, loaders, info, spec.precision))
         history.append(row)
         save(epoch + 1)
         bar.update(1)

@@ -13,7 +13,9 @@ other runs go on.
   orphan training; the rerun finds the dead owner's claims stale, skips what was stored and resumes
   the rest from their epoch checkpoints. The parent draws an overall progress bar (runs done /
   total, failures, ETA) and one bar per slot from the workers' epoch reports, and mirrors finished
-  records to MLflow (one writer for the tracking store).
+  records to MLflow (one writer for the tracking store) after it has handed the free workers their
+  next runs, so a slow tracking store never keeps a worker idle. Workers live for the whole
+  executor run (one start-up each, their fork server started early by :func:`prestart`).
 - :class:`SlurmExecutor`: one submitit job per spec, submitted as array jobs
   (``slurm_array_parallelism``), with partition, time limit and GPUs per job. The job callable is
   ``submitit.helpers.Checkpointable``: on preemption or time-out submitit requeues it and the
@@ -451,6 +453,15 @@ class _Bars:
             self.overall.close()
 
 
+def prestart() -> None:
+    """Start the workers' fork server now, so that its imports (torch and the engine: seconds) run
+    while the caller still plans; the first worker then forks at once. The server exits with the
+    caller."""
+    from multiprocessing import forkserver
+    _context()
+    forkserver.ensure_running()
+
+
 def _context():
     """Workers come from multiprocessing's fork server: it imports torch and the engine once, then
     forks each worker at once (a respawn after a crash too); it never touches CUDA or OpenMP, so
@@ -501,6 +512,7 @@ class LocalExecutor:
         attempts: dict[str, int] = {}
         bars = _Bars(len(tasks), self.slots[:len(tasks)], self.progress)
         workers: dict[int, dict] = {}
+        unmirrored: deque[str] = deque()
 
         def spawn(slot: Slot) -> None:
             parent_conn, child_conn = ctx.Pipe()
@@ -508,7 +520,7 @@ class LocalExecutor:
                                daemon=True, name=f"biasbench-slot{slot.index}")
             proc.start()
             child_conn.close()
-            workers[slot.index] = {"slot": slot, "proc": proc, "conn": parent_conn, "task": None}
+            workers[slot.index] = {"slot": slot, "proc": proc, "conn": parent_conn, "task": None, "stopped": False}
 
         def settle(task: Task, outcome: Outcome) -> None:
             summary.attempts += 1
@@ -522,7 +534,22 @@ class LocalExecutor:
             summary.outcomes.append(outcome)
             bars.finish(outcome, final=True)
             if outcome.status == "done" and mirror is not None:
-                mirror.log_record(store.get(task.run_id))
+                unmirrored.append(task.run_id)  # sent once the free workers have their next task
+
+        def stop_idle() -> None:
+            for w in workers.values():
+                try:
+                    if w["proc"].is_alive() and w["task"] is None and not w["stopped"]:
+                        w["conn"].send(None)
+                        w["stopped"] = True
+                except (OSError, BrokenPipeError):
+                    pass
+
+        def send_to_mirror(busy: list[dict]) -> None:
+            """Mirror finished records one at a time while no busy worker has something to report."""
+            watched = [w["conn"] for w in busy] + [w["proc"].sentinel for w in busy]
+            while unmirrored and not (watched and wait(watched, timeout=0)):
+                mirror.log_record(store.get(unmirrored.popleft()))
 
         try:
             for slot in self.slots[:len(tasks)]:
@@ -542,6 +569,7 @@ class LocalExecutor:
                         w["conn"].send(w["task"])
                         bars.start(w["slot"].index, w["task"])
                 busy = [w for w in workers.values() if w["task"] is not None]
+                send_to_mirror(busy)  # the scheduler's MLflow writes wait here, off the workers' path
                 if not busy:  # every remaining task was left unstarted
                     continue
                 ready = wait([w["conn"] for w in busy] + [w["proc"].sentinel for w in busy])
@@ -567,13 +595,10 @@ class LocalExecutor:
                         board.record_failure(task.run_id, task.spec.to_dict(), task.tags, error, "")
                         w["task"] = None  # a fresh worker takes the slot's next task
                         settle(task, Outcome(task.run_id, "failed", task.label, error=error))
+            stop_idle()  # the workers exit while the last records are mirrored
+            send_to_mirror([])
         finally:
-            for w in workers.values():
-                try:
-                    if w["proc"].is_alive() and w["task"] is None:
-                        w["conn"].send(None)
-                except (OSError, BrokenPipeError):
-                    pass
+            stop_idle()
             for w in workers.values():
                 w["proc"].join(timeout=5 if w["task"] is None else 0)
                 if w["proc"].is_alive():

@@ -207,7 +207,8 @@ class Method(nn.Module):
     def evaluate_batch(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Class logits and :meth:`evaluate_extra`'s quantities for one evaluation batch (no grad).
 
-        Override when both need the same features, to compute them once (LNL's bias heads read f(x)).
+        Override when both need the same features, to compute them once (LNL's bias heads read f(x));
+        such a method needs no :meth:`evaluate_extra`.
         """
         return self.predict(batch.x), self.evaluate_extra(batch)
 

@@ -14,7 +14,7 @@ the method packs that stage too (:meth:`~benchmark.method.Method.prepare_pack`, 
 model): then the pack prepares once, on the stacked networks, and each run keeps its slice.
 
 Each run is evaluated by its own method object (the pack's slice copied back) with the engine's
-:func:`~benchmark.engine.evaluate`, and finished by :func:`benchmark.engine.run` from a checkpoint
+:func:`~benchmark.engine.evaluate_splits` (at the epochs its spec evaluates), and finished by :func:`benchmark.engine.run` from a checkpoint
 at its last epoch, so it stores the same record, under the same run id, as a lone run; the
 timings in its history are the pack's, and its tags say ``pack_size``.
 
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .data import atomic_torch_save, default_home
 from .engine import (Loader, RunResult, autocast, build_loaders, build_method, checkpoint_path, epoch_generator,
-                     RUN_PREFIX, evaluate, fast_path, has_conv, init_from_run, pick_device, run)
+                     RUN_PREFIX, evaluate_splits, fast_path, has_conv, init_from_run, pick_device, run)
 from .method import Method
 from .pack_data import PackedData
 from .pack_module import PackedModule
@@ -241,9 +241,8 @@ def _train_pack(specs: list[RunSpec], *, home: Path, data_root, dev: torch.devic
             row.update({f"train.{key}": float(v[j] if v.numel() == k else v[0]) / max(steps, 1)
                         for key, v in sums.items()})
             row.update({f"train.{key}": v for key, v in extra.items()})
-            for name, loader in m.loaders.items():
-                if name != "train":
-                    row[name] = evaluate(m.method, loader, info.num_classes, info.num_bias_classes, m.spec.precision)
+            if m.spec.evaluates(epoch + 1):
+                row.update(evaluate_splits(m.method, m.loaders, info, m.spec.precision))
             m.history.append(row)
             rows.append(row)
         save(epoch + 1)

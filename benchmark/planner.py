@@ -330,7 +330,7 @@ def expand(suites: Iterable, profile: str, *, store: ResultStore | None = None, 
                 spec = make_spec(cell.method, ds, dataset_params=dict(cell.setting.params), hparams=hparams,
                                  seed=cell.seed, epochs=cell.epochs, max_train=cell.max_train,
                                  label_noise=cell.setting.label_noise, max_eval=cell.max_eval,
-                                 backbone=cell.backbone, **extra)
+                                 backbone=cell.backbone, eval_every=cell.eval_every, **extra)
             except (ValueError, TypeError) as e:
                 reasons[f"cannot build the spec: {e}"] += 1
                 continue

@@ -38,6 +38,11 @@ hyperparameter trials — which is how ``sweep`` chooses hyperparameters *and* e
 
 Ties go to the earliest epoch. A strategy whose split is absent returns None (the run cannot be
 selected under that protocol; reports say so rather than fall back silently).
+
+A run whose spec evaluates only some epochs (``eval_every`` > 1, see :class:`benchmark.spec.RunSpec`)
+has rows without split metrics; every rule but ``last`` picks among epochs by those metrics, so
+:func:`select` refuses such a run with a ``ValueError`` instead of choosing among the few evaluated
+epochs.
 """
 from __future__ import annotations
 
@@ -103,9 +108,9 @@ def biased_val(history: list[dict]) -> Selected | None:
 def unbiased_val(history: list[dict]) -> Selected | None:
     """Highest accuracy on an unbiased validation split, else bias-balanced accuracy on ``val``."""
     for name in UNBIASED_VAL_SPLITS:
-        if history and isinstance(history[0].get(name), dict):
+        if any(isinstance(row.get(name), dict) for row in history):
             return _argmax(history, lambda r, n=name: (r.get(n) or {}).get("acc"), f"{name}.acc")
-    if history and isinstance(history[0].get("val"), dict):
+    if any(isinstance(row.get("val"), dict) for row in history):
         return _argmax(history, lambda r: balanced_acc(r.get("val") or {}), "val.balanced_acc")
     return None
 
@@ -169,8 +174,19 @@ def get_strategy(name: str) -> Callable[[list[dict]], Selected | None]:
 
 
 def select(record: dict, strategy: str) -> Selected | None:
-    """Apply the named strategy to ``record["history"]`` (None if it cannot be applied)."""
-    return get_strategy(strategy)(record.get("history") or [])
+    """Apply the named strategy to ``record["history"]`` (None if it cannot be applied).
+
+    Raises:
+        ValueError: ``strategy`` picks an epoch by its metrics (any rule but ``last``) and the run
+            did not evaluate every epoch (its spec's ``eval_every`` > 1).
+    """
+    rule = get_strategy(strategy)
+    every = (record.get("spec") or {}).get("eval_every", 1)
+    if strategy != "last" and every != 1:
+        raise ValueError(f"selection {strategy!r} compares every epoch's metrics, but run {record.get('run_id')} "
+                         f"evaluated only every {every} epochs (spec eval_every={every}); read it with selection "
+                         f"'last', or rerun it with eval_every=1")
+    return rule(record.get("history") or [])
 
 
 def selected_row(record: dict, strategy: str) -> tuple[dict, Selected] | None:

@@ -37,6 +37,10 @@ class RunSpec:
         precision: "fp32" (default) or "bf16" (bfloat16 autocast of training and evaluation on a
             GPU; it changes the numbers, so it is part of the run id). Left out of the canonical
             JSON when "fp32", so run ids of existing specs are unchanged.
+        eval_every: evaluate the non-train splits after every ``eval_every``-th epoch and after the
+            last (see :meth:`evaluates`); the other epochs' history rows hold training metrics only,
+            so only the ``last`` selection rule can read such a run. 1 (every epoch) is the default
+            and is left out of the canonical JSON, so run ids of existing specs are unchanged.
     """
 
     method: str
@@ -51,6 +55,11 @@ class RunSpec:
     max_eval: int | None = None
     pretrained: str | None = None
     precision: str = "fp32"
+    eval_every: int = 1
+
+    def evaluates(self, epoch: int) -> bool:
+        """Whether the 1-based ``epoch`` ends with an evaluation of the non-train splits."""
+        return epoch % self.eval_every == 0 or epoch == self.epochs
 
     def to_dict(self) -> dict[str, Any]:
         d = {"schema": SPEC_SCHEMA, **dataclasses.asdict(self)}
@@ -58,6 +67,8 @@ class RunSpec:
             del d["pretrained"]
         if d["precision"] == "fp32":
             del d["precision"]
+        if d["eval_every"] == 1:
+            del d["eval_every"]
         return d
 
     def canonical_json(self) -> str:
@@ -77,7 +88,7 @@ class RunSpec:
 def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, hparams: dict | None = None,
               seed: int = 0, epochs: int | None = None, max_train: int | None = None,
               backbone: str | None = None, label_noise: float = 0.0, max_eval: int | None = None,
-              pretrained: str | None = None, precision: str = "fp32") -> RunSpec:
+              pretrained: str | None = None, precision: str = "fp32", eval_every: int = 1) -> RunSpec:
     """Resolve names and overrides into a complete :class:`RunSpec`.
 
     ``dataset_params`` and ``hparams`` hold overrides only (strings from the CLI are converted);
@@ -91,7 +102,7 @@ def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, 
         raise ValueError(f"seed must be >= 0, got {seed}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    for name, value in (("max_train", max_train), ("max_eval", max_eval)):
+    for name, value in (("max_train", max_train), ("max_eval", max_eval), ("eval_every", eval_every)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     if precision not in PRECISIONS:
@@ -108,4 +119,5 @@ def make_spec(method: str, dataset: str, *, dataset_params: dict | None = None, 
         epochs=int(epochs if epochs is not None else hp.epochs),
         max_train=max_train, backbone=backbone, label_noise=float(label_noise), max_eval=max_eval,
         pretrained=pretrained or None, precision=precision,
+        eval_every=int(eval_every),
     )

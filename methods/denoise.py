@@ -177,5 +177,5 @@ class Denoise(ResizableBuffers, Method):
     def end_epoch(self, epoch):
         return self.inner.end_epoch(epoch)
 
-    def evaluate_extra(self, batch):
-        return self.inner.evaluate_extra(batch)
+    def evaluate_batch(self, batch):
+        return self.inner.evaluate_batch(batch)  # the inner method's, so features it shares are computed once

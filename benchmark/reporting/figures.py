@@ -290,14 +290,16 @@ def bias_head_curve(runs: pd.DataFrame, spec: ReportSpec, selection: str) -> Fig
 
 
 def _head_series(history: list[dict], split: str) -> dict[str, list[float]]:
+    """One value per history row for each bias-head key; NaN where a row lacks it (e.g. an epoch the
+    run did not evaluate, ``eval_every`` > 1), so position i is always epoch i + 1."""
     out: dict[str, list[float]] = {}
-    for row in history:
+    for i, row in enumerate(history):
         for k, v in (row.get(split) or {}).items():
             if k.startswith("bias_head_acc"):
-                out.setdefault(f"{split}.{k}", []).append(np.nan if v is None else float(v))
+                out.setdefault(f"{split}.{k}", [np.nan] * len(history))[i] = np.nan if v is None else float(v)
         for k, v in row.items():
             if k.startswith("train.bias_head_acc") and isinstance(v, (int, float)):
-                out.setdefault(k, []).append(float(v))
+                out.setdefault(k, [np.nan] * len(history))[i] = float(v)
     return out
 
 

@@ -131,6 +131,7 @@ class Cell:
     profile_hparams: Mapping[str, Any] = field(default_factory=dict)
     recipe: Recipe | None = None
     starts_from: str | None = None
+    eval_every: int = 1
 
     @property
     def backbone(self) -> str | None:
@@ -193,6 +194,10 @@ class Suite:
             seed and profile (``pretrained = "run:<its id>"``; LNL's official two-stage recipe). The
             planner runs the base first.
         profiles: ``{"paper": Profile(...), "quick": Profile(...)}``.
+        eval_every: evaluate the non-train splits every ``eval_every`` epochs and at the last
+            (``RunSpec.eval_every``), in every profile. Leave it at 1 unless every report spec that
+            reads the suite selects the ``last`` epoch and draws no per-epoch curve; say why in the
+            suite. Changing it changes the suite's run ids.
         notes: what the suite leaves out or does differently from the paper, for listings.
 
     Override :meth:`cells` for grids that are not methods × settings × seeds.
@@ -208,6 +213,7 @@ class Suite:
     exceptions: ClassVar[Mapping[str, Mapping[str, tuple[Any, str]]]] = {}
     starts_from: ClassVar[Mapping[str, str]] = {}
     profiles: ClassVar[Mapping[str, Profile]] = {}
+    eval_every: ClassVar[int] = 1
     notes: ClassVar[str] = ""
 
     @property
@@ -236,7 +242,7 @@ class Suite:
             hp = {**_for(self.hparams, method), **exceptions, **_for(setting.hparams, method)}
             yield Cell(method, setting, seed, hp, prof.epochs, prof.max_train, prof.max_eval,
                        prof.tiny, _for(prof.hparams, method), setting.recipe or self.recipe,
-                       self.starts_from.get(method))
+                       self.starts_from.get(method), self.eval_every)
 
     def recipes(self) -> list[Recipe]:
         """The distinct recipes of the suite's settings."""
