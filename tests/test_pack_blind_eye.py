@@ -2,7 +2,9 @@
 
 Tiny real-MNIST budgets on CPU; the tolerance is tests/test_pack.py's (losses 1e-4, accuracies 0.01,
 i.e. within one of the 128 test samples), for the reason given there: the pack's batched kernels
-sum in another order than the lone run's.
+sum in another order than the lone run's. Measured (CPU): the default test's blind_eye pack ≤ 2.4e-7
+(losses) and ≤ 4.8e-7 (accuracies) apart; the slow tests' packs of three ≤ 6.3e-5 and ≤ 1.6e-4
+(less than one of the 256 test samples).
 """
 from __future__ import annotations
 
