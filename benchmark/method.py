@@ -71,9 +71,9 @@ class Method(nn.Module):
             indices). Its networks may use ``nn.Dropout`` (a pack draws each run's masks from the
             run's own RNG stream) but no other randomness in the forward pass, or packed and lone
             runs differ. Its :meth:`prepare` runs once per run before the pack is assembled, unless
-            it also implements :meth:`prepare_pack`. Not inherited: a subclass (JTT on vanilla,
-            GRL on LNL) changes ``update``, ``prepare`` or the sampling, so it packs only when it
-            says ``packable = True`` itself.
+            it also implements :meth:`prepare_pack`. Not inherited: a subclass may change ``update``,
+            ``prepare`` or the sampling (JTT on vanilla), so it packs only when it says
+            ``packable = True`` itself.
 
     Attributes:
         pack_size: how many runs this instance trains at once (1 unless ``benchmark.pack`` built it).

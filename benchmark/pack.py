@@ -18,8 +18,8 @@ Each run is evaluated by its own method object (the pack's slice copied back) wi
 at its last epoch, so it stores the same record, under the same run id, as a lone run; the
 timings in its history are the pack's, and its tags say ``pack_size``.
 
-Methods opt in with ``Method.packable = True`` (vanilla, gray, lff, lnl, lnl_adv, pgd and pgd.official
-today; pgd and pgd.official pack their preparation too); :func:`run_pack`
+Methods opt in with ``Method.packable = True`` (vanilla, gray, lff, lnl, lnl_adv, grl, blind_eye,
+blind_eye_grl, pgd and pgd.official today; pgd and pgd.official pack their preparation too); :func:`run_pack`
 runs the others, and packs of one, one by one through :func:`benchmark.engine.run`.
 """
 from __future__ import annotations

@@ -71,15 +71,38 @@ def inverse_frequency(target: torch.Tensor, num_classes: int, ignore_index: int 
     return w / max(int((counts > 0).sum()), 1)
 
 
-def confusion_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, kind: str = "ce_uniform") -> torch.Tensor:
-    """Blind Eye Eq. 2 per label position, averaged over the labelled positions."""
+def confusion_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, kind: str = "ce_uniform",
+                   runs: int = 1) -> torch.Tensor:
+    """Blind Eye Eq. 2 per label position, averaged over each run's labelled positions: shape
+    ``(runs,)`` for a batch of ``runs`` equal runs one after another (``Method.per_run_mean``)."""
     logp = F.log_softmax(logits, dim=1)
     if kind == "ce_uniform":
         per = -logp.mean(1)
     else:
         per = (logp.exp() * logp).sum(1) + math.log(logits.shape[1])
-    valid = (target != ignore_index).to(per.dtype)
-    return (per * valid).sum() / valid.sum().clamp(min=1)
+    per = per.reshape(runs, -1)
+    valid = (target != ignore_index).to(per.dtype).reshape(runs, -1)
+    return (per * valid).sum(1) / valid.sum(1).clamp(min=1)
+
+
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, ignore_index: int,
+                           runs: int = 1) -> torch.Tensor:
+    """``F.cross_entropy(logits, target, weight, ignore_index=...)`` within each of ``runs`` equal
+    runs of a packed batch, shape ``(runs,)``: run r's weighted mean over its labelled samples or
+    positions, with its own class weights ``weight.view(runs, -1)[r]`` (the runs' weight vectors
+    one after another, as ``benchmark.pack`` stacks the ``weight_*`` buffers)."""
+    ce = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none").reshape(runs, -1)
+    t = target.reshape(runs, -1)
+    valid = t != ignore_index
+    w = weight.view(runs, -1).gather(1, torch.where(valid, t, torch.zeros_like(t))) * valid
+    return (w * ce).sum(1) / w.sum(1)
+
+
+def accuracy_per_run(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, runs: int = 1) -> torch.Tensor:
+    """Each run's accuracy over its labelled samples or positions, shape ``(runs,)``."""
+    valid = (target != ignore_index).reshape(runs, -1)
+    correct = ((logits.argmax(1) == target).reshape(runs, -1) & valid).sum(1).float()
+    return correct / valid.sum(1).clamp(min=1)
 
 
 @register_method("blind_eye")
@@ -90,6 +113,7 @@ class BlindEye(Method):
     uses_bias_labels = True
     paper = "Alvi et al., Turning a Blind Eye, ECCV Workshops 2018"
     use_grl: ClassVar[bool] = False  # blind_eye_grl: h's reversed gradient also reaches f
+    packable = True  # every loss is per run; the class weights are stacked buffers, one block per run
 
     def __init__(self, hparams: BlindEyeHParams, info, epochs):
         super().__init__(hparams, info, epochs)
@@ -125,7 +149,7 @@ class BlindEye(Method):
             o.zero_grad(set_to_none=True)
 
     def update(self, batch):
-        hp_, opt = self.hparams, self.optimizers
+        hp_, opt, k = self.hparams, self.optimizers, self.pack_size
         targets = [batch.bias_target(h.key).long() for h in self.head_specs]
         logs = {}
         # Alg. 1 lines 3-5: the spurious classifiers minimise L_s on the current features.
@@ -138,12 +162,11 @@ class BlindEye(Method):
             loss_s = feat.new_zeros(())
             for i, (head, spec, t) in enumerate(zip(self.heads, self.head_specs, targets)):
                 logits = head(h_in)
-                loss_s = loss_s + hp_.beta * F.cross_entropy(logits, t, weight=getattr(self, f"weight_h{i}"),
-                                                             ignore_index=spec.ignore_index)
+                loss_s = loss_s + hp_.beta * weighted_cross_entropy(logits, t, getattr(self, f"weight_h{i}"),
+                                                                    spec.ignore_index, k)
                 if step == 0:
-                    correct, counted = bias_correct(logits.detach(), t, spec)
-                    logs[f"bias_acc.{spec.name}"] = correct / counted.clamp(min=1)
-            loss_s.backward()
+                    logs[f"bias_acc.{spec.name}"] = accuracy_per_run(logits.detach(), t, spec.ignore_index, k)
+            loss_s.sum().backward()
             opt["h"].step()
             if self.use_grl:
                 opt["f"].step()
@@ -152,10 +175,10 @@ class BlindEye(Method):
         # Alg. 1 line 6: f and g minimise L_p + α L_conf with the classifiers fixed.
         self._zero_grad()
         self.heads.requires_grad_(False)
-        loss_p = F.cross_entropy(self.net.g(feat), batch.y, weight=self.weight_y)
-        conf = sum(confusion_loss(head(feat), t, spec.ignore_index, hp_.confusion)
+        loss_p = weighted_cross_entropy(self.net.g(feat), batch.y, self.weight_y, -100, k)
+        conf = sum(confusion_loss(head(feat), t, spec.ignore_index, hp_.confusion, k)
                    for head, spec, t in zip(self.heads, self.head_specs, targets)) / len(self.heads)
-        (loss_p + hp_.alpha * conf).backward()
+        (loss_p + hp_.alpha * conf).sum().backward()
         self.heads.requires_grad_(True)
         opt["f"].step()
         opt["g"].step()

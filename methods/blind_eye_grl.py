@@ -28,3 +28,4 @@ class BlindEyeGRL(BlindEye):
     HParams = BlindEyeGRLHParams
     paper = "Kim et al., Learning Not to Learn, CVPR 2019 (Table 1, BlindEye+GRL); Alvi et al. 2018"
     use_grl = True
+    packable = True  # blind_eye's per-run losses; grad_reverse acts on each run's features alone

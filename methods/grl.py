@@ -34,3 +34,4 @@ class GRL(LNL):
 
     HParams = GRLHParams
     paper = "Ganin et al., Domain-Adversarial Training of Neural Networks, JMLR 2016 (LNL Table 1, GRL)"
+    packable = True  # LNL's update unchanged (per-run losses), only its switches are fixed

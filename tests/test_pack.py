@@ -2,7 +2,9 @@
 
 Tolerance (CPU): the pack computes each run's convolutions and matrix products as one batched
 kernel (vmap), whose sums run in another order than the lone run's, so losses agree to 1e-4
-(measured: ≤ 2e-6) and accuracies to 0.01 (measured: one of ~450 test samples flipped, 0.0022).
+(measured: ≤ 2e-6), relative for losses above 1 (a summed three-channel bias loss of ~5.8 measured
+1.2e-4 apart), and accuracies, training ones included, to 0.01 (measured: one of ~450 test samples
+flipped, 0.0022).
 Everything else in the records is equal: run ids, keys, epochs, dataset fingerprints.
 """
 from __future__ import annotations
@@ -39,8 +41,10 @@ def assert_same_records(packed: dict, alone: dict) -> None:
         num_p, num_a = _numbers(row_p), _numbers(row_a)
         assert set(num_p) == set(num_a)
         for key in num_a:
-            tol = LOSS_TOL if key.startswith("train.") else ACC_TOL
-            assert num_p[key] == pytest.approx(num_a[key], abs=tol), key
+            accuracy = not key.startswith("train.") or any(p == "acc" or p.endswith("_acc") for p in key.split("."))
+            expected = (pytest.approx(num_a[key], abs=ACC_TOL) if accuracy
+                        else pytest.approx(num_a[key], abs=LOSS_TOL, rel=LOSS_TOL))
+            assert num_p[key] == expected, key
 
 
 def _specs(method: str, dataset: str, seeds, **kw):
@@ -111,8 +115,8 @@ def test_packable_is_declared_by_each_method_not_inherited():
     from benchmark.pack import packable
     declared = {m: packable(make_spec(m, "colored_mnist")) for m in
                 ("vanilla", "gray", "lff", "lnl", "lnl_adv", "grl", "jtt", "group_dro", "dfr", "rwg", "subg")}
-    # subclasses of vanilla (group baselines) and of LNL (GRL) change update/prepare/sampling
-    assert [m for m, p in declared.items() if p] == ["vanilla", "gray", "lff", "lnl", "lnl_adv"]
+    # subclasses of vanilla (group baselines) change update/prepare/sampling; LNL's GRL declares it itself
+    assert [m for m, p in declared.items() if p] == ["vanilla", "gray", "lff", "lnl", "lnl_adv", "grl"]
 
 
 def test_group_specs_packs_compatible_runs_only():
