@@ -10,7 +10,8 @@ import torch
 
 from benchmark.data import Split
 from benchmark.dropout import FastDropout
-from benchmark.engine import EVAL_BATCH, EVAL_BATCH_CPU_CONV, Loader, eval_batch_size, fast_path, run
+from benchmark.engine import (EVAL_BATCH, EVAL_BATCH_CPU_CONV, Loader, eval_batch_size, fast_path, keep_freed_memory,
+                              run)
 from benchmark.spec import RunSpec, make_spec
 from benchmark.store import ResultStore
 
@@ -73,6 +74,7 @@ def test_cpu_fast_path_puts_conv_nets_in_channels_last_and_swaps_dropout():
     fast_path(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 28 * 28, 2)), {"train": mlp_loader},
               torch.device("cpu"))
     assert not mlp_loader.channels_last
+    assert keep_freed_memory()  # glibc accepted the allocator settings (Linux)
 
 
 @pytest.mark.parametrize("p", [0.5, 0.25])
