@@ -251,9 +251,10 @@ def _scoring(n_ours: int, n_ref: int, device, data_root) -> tuple[float, float]:
 
 
 def measure(models: list[str], seconds: float, repeats: int, pack_sizes: list[int], device, data_root=None,
-            scoring: bool = True, log=print) -> list[Row]:
-    """Every figure of the table (see the module docstring), as rows of per-repeat values."""
-    rows: list[Row] = []
+            scoring: bool = True, log=print, rows: list[Row] | None = None) -> list[Row]:
+    """Every figure of the table (see the module docstring), as rows of per-repeat values, appended
+    to ``rows`` as each is complete (an interrupted call leaves the finished ones there)."""
+    rows = [] if rows is None else rows
     for name in models:
         model = MODELS[name]
         x, y = images(N_IMAGES, model.size, data_root)
@@ -276,17 +277,17 @@ def measure(models: list[str], seconds: float, repeats: int, pack_sizes: list[in
             for r in range(repeats):
                 lnl.ours.append(_rate(_ours_lnl(model, x, y, device), seconds, device)[0])
                 lnl.reference.append(_rate(_ref_lnl(model, x, y, device), seconds, device)[0])
-            log(f"  {name} LNL unlearning: {statistics.median(lnl.ours):.0f} vs {statistics.median(lnl.reference):.0f} img/s")
             rows.append(lnl)
+            log(f"  {name} LNL unlearning: {statistics.median(lnl.ours):.0f} vs {statistics.median(lnl.reference):.0f} img/s")
         if not has_conv(_vanilla(model, device)):
             gemm = Row(name, "one run's GEMM FLOP/s (G)")
             for r in range(repeats):
                 run_flops, peak = _gemm_share(model, x, y, device, seconds)
                 gemm.ours.append(run_flops / 1e9)
                 gemm.reference.append(peak / 1e9)
+            rows.append(gemm)
             log(f"  {name} one run {statistics.median(gemm.ours):.0f} GFLOP/s of the GEMM's "
                 f"{statistics.median(gemm.reference):.0f}")
-            rows.append(gemm)
         if device.type == "cuda":
             mem = Row(name, "peak train memory (MiB)")
             mem.ours.append(_peak(lambda: [next(s) for s in [_ours_train(model, x, y, device)] for _ in range(3)], device))
@@ -303,17 +304,17 @@ def measure(models: list[str], seconds: float, repeats: int, pack_sizes: list[in
                 alone, _ = _rate(_ours_train(model, x, y, device), seconds, device)
                 row.ours.append(packed)
                 row.reference.append(alone)
+            rows.append(row)
             log(f"  {name} packed K={k}: {statistics.median(row.ours):.0f} img/s vs one run "
                 f"{statistics.median(row.reference):.0f}")
-            rows.append(row)
     if scoring:
         row = Row("simple_convnet", "PGD scoring samples/s")
         for _ in range(repeats):
             o, t = _scoring(2048 if seconds >= 1 else 256, 128 if seconds >= 1 else 16, device, data_root)
             row.ours.append(o)
             row.reference.append(t)
-        log(f"  PGD scoring: {statistics.median(row.ours):.0f} vs {statistics.median(row.reference):.1f} samples/s")
         rows.append(row)
+        log(f"  PGD scoring: {statistics.median(row.ours):.0f} vs {statistics.median(row.reference):.1f} samples/s")
     return rows
 
 
@@ -381,8 +382,13 @@ def run_cli(args) -> int:
     load0 = os.getloadavg()
     t0 = time.time()
     print(f"perf on {machine}: {args.seconds:g} s per measurement, {args.repeats} repeat(s)", flush=True)
-    rows = measure(args.models, args.seconds, args.repeats, args.pack_sizes, device, args.data_root,
-                   scoring=not args.no_scoring, log=lambda s: print(s, flush=True))
+    rows: list[Row] = []
+    try:
+        measure(args.models, args.seconds, args.repeats, args.pack_sizes, device, args.data_root,
+                scoring=not args.no_scoring, log=lambda s: print(s, flush=True), rows=rows)
+        interrupted = False
+    except KeyboardInterrupt:  # e.g. scripts/gpu-window.sh's time limit: keep what was measured
+        interrupted = True
     header = {
         "machine": machine,
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda" else
@@ -395,13 +401,15 @@ def run_cli(args) -> int:
     }
     if args.note:
         header["note"] = args.note
+    if interrupted:
+        header["interrupted"] = "yes: a partial table, the rows measured before the interrupt"
     text = render(rows, header)
     out = Path(args.out) / f"{machine}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)
     print(f"written to {out}")
-    return 0
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 #
 # Runs from the repository root of a copy of the project on a machine with PyTorch (MLflow and a
 # network are not needed):
-#   1. `python -m benchmark perf --seconds 60`, if this version has that command;
+#   1. `python -m benchmark perf --seconds 0.5 --repeats 2` on the three MNIST networks (about a
+#      minute; an interrupt at its time limit still writes the rows measured), if this version has it;
 #   2. `run --suite lnl.figure4 --suite pgd.table1 --profile paper --device cuda --no-mlflow
 #      --time-budget <what is left>` (with `--pack auto` where `run` has it), then `run --all` the
 #      same way for whatever time remains
@@ -57,8 +58,9 @@ ls "$OUT/runs" > "$OUT/logs/before.txt"
 if "$PY" -m benchmark perf --help > /dev/null 2>&1; then
   PERF_S=$(( $(left) < 75 ? $(left) - 15 : 75 ))
   if [ "$PERF_S" -gt 0 ]; then
-    echo "perf: python -m benchmark perf --seconds 60 (at most ${PERF_S}s)" | tee -a "$LOG"
-    timeout --signal=INT "$PERF_S" "$PY" -m benchmark perf --seconds 60 > "$OUT/logs/perf.txt" 2>&1
+    PERF_ARGS="--seconds 0.5 --repeats 2 --models lnl_convnet simple_convnet lff_mlp"
+    echo "perf: python -m benchmark perf $PERF_ARGS (at most ${PERF_S}s)" | tee -a "$LOG"
+    timeout --signal=INT "$PERF_S" "$PY" -m benchmark perf $PERF_ARGS > "$OUT/logs/perf.txt" 2>&1
     echo "perf: exit $?" | tee -a "$LOG"
   fi
 else

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,20 @@ def test_perf_rejects_bad_options(tmp_path):
     assert out.returncode == 2
     assert out.stderr.startswith("error:") and "Traceback" not in out.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_perf_interrupted_writes_the_rows_it_measured(tmp_path):
+    # the GPU window stops the harness with SIGINT at its time limit: the finished rows must survive
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "perf", "--seconds", "0.1", "--repeats", "1",
+                             "--models", "lff_mlp", "resnet18", "--pack-sizes", "1", "--no-scoring",
+                             "--out", str(tmp_path), "--machine", "ci"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    for line in proc.stdout:
+        if "lff_mlp packed K=1" in line:  # every lff_mlp row is done; resnet18 is next
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, rest
+    table = (tmp_path / "ci.md").read_text()
+    assert "- interrupted: yes" in table
+    assert "| lff_mlp" in table and "packed K=1 img/s" in table and "| resnet18" not in table
