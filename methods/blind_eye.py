@@ -194,9 +194,6 @@ class BlindEye(Method):
         feat = self.net.f(batch.x)  # once, for the classifier and the bias heads
         return self.net.g(feat), self._head_accuracy(feat, batch)
 
-    def evaluate_extra(self, batch):
-        return self._head_accuracy(self.net.f(batch.x), batch)
-
     def _head_accuracy(self, feat, batch):
         return {f"bias_head_acc.{spec.name}": bias_correct(head(feat), batch.bias_target(spec.key), spec)
                 for head, spec in zip(self.heads, self.head_specs)}
