@@ -35,7 +35,7 @@ from .spec import RunSpec
 from .store import ResultStore, code_version, library_versions, now_iso
 
 EVAL_BATCH = 2048  # ×4 on GPUs with >= 40 GiB; on a CPU, networks without convolutions (the LfF MLP: as fast as 256)
-EVAL_BATCH_CPU_CONV = 256  # convolutional networks on a CPU: 2048 ran 1.5-2.6× slower than 256 (activations
+EVAL_BATCH_CPU_CONV = 256  # convolutional networks on a CPU: 2048 ran 1.4-2.6× slower than 256 (activations
 # outgrow the caches; one-off timing on this 2-core CPU, `python -m benchmark perf` measures evaluation img/s)
 EVAL_BATCH_ELEMENTS = 2**24  # cap on input values per evaluation batch: 2048 MNIST images, 111 at 3×224×224
 SUBSET_SEED = 0  # the fixed generator that picks the max_train subset, independent of the run seed
@@ -171,7 +171,7 @@ def fast_path(method: Method, loaders: dict[str, "Loader"], dev: torch.device) -
     the order of float sums.
 
     On a CPU, a network with convolutions trains and evaluates in channels-last (NHWC) layout: its
-    4-D weights and every batch (oneDNN's convolutions and pooling ran 1.25-1.5× faster that way
+    4-D weights and every batch (oneDNN's convolutions and pooling ran 1.25-1.4× faster that way
     on the LNL conv net, one-off timing on a 2-core CPU; ``python -m benchmark perf`` measures it);
     every plain ``nn.Dropout`` becomes :class:`benchmark.dropout.FastDropout` (the same
     distribution from fewer random numbers: ``bernoulli_`` took half of Simple ConvNet-1's step);
