@@ -47,6 +47,23 @@ def assert_same_records(packed: dict, alone: dict) -> None:
             assert num_p[key] == expected, key
 
 
+def interrupt_after_first_epoch(specs, store, home, **kw):
+    """Train ``specs`` as one pack and stop it after its first epoch, as a kill would; returns the
+    pack's checkpoint, which holds epoch 1."""
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, rows):
+        assert len(rows) == len(specs)
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_pack(specs, store=store, home=home, device="cpu", progress=False, on_epoch=stop, **kw)
+    ckpt = pack_checkpoint_path(specs, home)
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    return ckpt
+
+
 def _specs(method: str, dataset: str, seeds, **kw):
     return [make_spec(method, dataset, seed=s, **kw) for s in seeds]
 
@@ -72,18 +89,8 @@ def test_packed_runs_with_different_data_equal_alone_and_resume_after_an_interru
                        dataset_params={"conflicting_ratio": r})
              for s, r in ((0, 0.01), (1, 0.05))]
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(epoch, rows):
-        assert len(rows) == 2
-        raise Stop
-
     store = ResultStore(tmp_path / "packed")
-    with pytest.raises(Stop):
-        run_pack(specs, store=store, home=bench_home, device="cpu", progress=False, on_epoch=stop_after_first)
-    ckpt = pack_checkpoint_path(specs, bench_home)
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    ckpt = interrupt_after_first_epoch(specs, store, bench_home)
     assert not any(store.has(s.run_id) for s in specs)
     packed = run_pack(specs, store=store, home=bench_home, device="cpu", progress=False)  # resumes at epoch 1
     assert not ckpt.exists()

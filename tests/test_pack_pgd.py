@@ -21,11 +21,11 @@ import torch
 from benchmark.dropout import FastDropout
 
 from benchmark.engine import checkpoint_path, run
-from benchmark.pack import pack_checkpoint_path, run_pack
+from benchmark.pack import run_pack
 from benchmark.pack_module import PackedModule
 from benchmark.spec import make_spec
 from benchmark.store import ResultStore
-from test_pack import assert_same_records
+from test_pack import assert_same_records, interrupt_after_first_epoch
 
 SCORE_RTOL = 1e-6
 TIMED = ("_s", "_per_s")
@@ -71,19 +71,8 @@ def test_packed_pgd_equals_the_same_runs_alone(tmp_path, bench_home, method):
 def test_packed_pgd_resumes_after_an_interruption(tmp_path, bench_home):
     specs = _specs("pgd", ((2, 0.9), (3, 0.9), (4, 0.9)), epochs=2)
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(epoch, rows):
-        assert len(rows) == 3
-        raise Stop
-
     store = ResultStore(tmp_path / "packed")
-    with pytest.raises(Stop):
-        run_pack(specs, store=store, home=bench_home, device="cpu", progress=False, on_epoch=stop_after_first,
-                 keep_model=False)
-    ckpt = pack_checkpoint_path(specs, bench_home)
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    ckpt = interrupt_after_first_epoch(specs, store, bench_home, keep_model=False)
     packed = run_pack(specs, store=store, home=bench_home, device="cpu", progress=False, keep_model=False)
     assert not ckpt.exists()
     for spec, result in zip(specs, packed):
