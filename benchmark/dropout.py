@@ -5,10 +5,10 @@ small network's step: half of Simple ConvNet-1's training step on this 2-core CP
 three dropout layers; torch profiler, one-off). :class:`FastDropout` draws the same distribution —
 every element kept independently with probability 1 − p and scaled by 1 / (1 − p) — from fewer
 random numbers: at p = 0.5 (every dropout of the papers' backbones) eight mask bits from each random
-byte, otherwise one uniform number per element compared with p. On a GPU it is ``nn.Dropout``. The random stream it consumes differs
-from ``nn.Dropout``'s, so a run's numbers differ from the same run with ``nn.Dropout`` the way two
-seeds differ, not in distribution. Under ``torch.func.vmap(randomness="different")`` (packed runs)
-each run draws its own mask.
+byte, otherwise one uniform number per element compared with p. On a GPU it is ``nn.Dropout``.
+The random stream it consumes differs from ``nn.Dropout``'s, so a run's numbers differ from the
+same run with ``nn.Dropout`` the way two seeds differ, not in distribution. Packed runs draw each
+run's masks with :func:`dropout_mask` in that run's own RNG stream (:mod:`benchmark.pack_module`).
 """
 from __future__ import annotations
 

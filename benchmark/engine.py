@@ -168,7 +168,8 @@ def autocast(spec: RunSpec, dev: torch.device):
 
 def fast_path(method: Method, loaders: dict[str, "Loader"], dev: torch.device) -> Method:
     """The device's fast settings; none is part of the run id, as none changes the arithmetic beyond
-    the order of float sums.
+    the order of float sums and, for dropout on a CPU, which random numbers a mask is drawn from
+    (the same distribution).
 
     On a CPU, a network with convolutions trains and evaluates in channels-last (NHWC) layout: its
     4-D weights and every batch (oneDNN's convolutions and pooling ran 1.25-1.4× faster that way
