@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu-window.sh"
 
 
-def window(budget: str, out: Path, *extra: str, reserve: int = 15, timeout: int = 600):
-    env = {**os.environ, "OUT": str(out), "GPU_WINDOW_RESERVE_S": str(reserve)}
+def window(budget: str, out: Path, *extra: str, reserve: int = 15, timeout: int = 600, **env_extra: str):
+    env = {**os.environ, "OUT": str(out), "GPU_WINDOW_RESERVE_S": str(reserve), **env_extra}
     t0 = time.time()
     proc = subprocess.run(["bash", str(SCRIPT), budget, *extra], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -40,6 +40,7 @@ def test_a_window_too_short_to_train_still_ends_on_time_with_its_archive(tmp_pat
     prov = (out / "provenance.txt").read_text()
     assert "commit: " in prov and "torch: " in prov and "nvidia-smi:" in prov
     assert "not started" in proc.stdout
+    assert "bootstrap: " in proc.stdout and "pgd.table1 stays unpriced" in proc.stdout  # too little time for it
 
 
 def test_bad_budget_is_one_error_line(tmp_path):
@@ -50,9 +51,12 @@ def test_bad_budget_is_one_error_line(tmp_path):
 @pytest.mark.slow
 def test_a_cpu_window_trains_first_seeds_ends_on_time_and_imports_back(tmp_path, capsys):
     out = tmp_path / "gpu-out"
-    proc, elapsed = window("150s", out, "--device", "cpu", "--profile", "quick")
+    # the PGD bootstrap runs here too (its threshold lowered: a quick run takes seconds on a CPU)
+    proc, elapsed = window("150s", out, "--device", "cpu", "--profile", "quick",
+                           GPU_WINDOW_BOOTSTRAP_MIN_S="20", GPU_WINDOW_BOOTSTRAP_KEEP_S="10")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert elapsed <= 150 + 10
+    assert "bootstrap: one pgd.table1 cell" in proc.stdout and "bootstrap: exit 0" in proc.stdout
     records = [n for n in members(out / "runs.tar.gz") if n.endswith(".json")]
     assert records  # the quick profile fits some runs in 150 s on a CPU
     assert main(["import", str(out / "runs.tar.gz"), "--no-mlflow", "--results-dir", str(tmp_path / "store")]) == 0
