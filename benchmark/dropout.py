@@ -16,15 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_SHIFTS: dict[torch.device, torch.Tensor] = {}
-
-
 def _bit_mask(x: torch.Tensor) -> torch.Tensor:
     """A 0/1 mask shaped like ``x``, each element 1 with probability 1/2: eight bits per random byte."""
     n = x.numel()
-    shifts = _SHIFTS.get(x.device)
-    if shifts is None:
-        shifts = _SHIFTS[x.device] = torch.arange(8, dtype=torch.uint8, device=x.device)
+    shifts = torch.arange(8, dtype=torch.uint8, device=x.device)
     bytes_ = torch.randint(0, 256, ((n + 7) // 8,), dtype=torch.uint8, device=x.device)
     return ((bytes_[:, None] >> shifts) & 1).flatten()[:n].view(x.shape)
 

@@ -180,18 +180,20 @@ def _lnl(model: Model, device):
     return cls(from_dict(cls.HParams, {"batch_size": model.batch}), info, 1).to(device)
 
 
-def colour_maps(x: torch.Tensor) -> torch.Tensor:
-    """LNL's colour labels of ``x`` on the 14×14 grid (official rule: pixel // 32, 255 where unlit)."""
-    small = x[:, :, 1::2, 1::2]
-    return torch.where(small == 0, torch.tensor(255, dtype=torch.uint8), small // 32)
+def _colour_maps(x: torch.Tensor) -> torch.Tensor:
+    """LNL's colour labels of ``x``, by colored_mnist's own rule (``color_label_map``, kind "pixel")."""
+    import importlib
+    from .registry import DATASETS
+    module = importlib.import_module(DATASETS.get("colored_mnist").__module__)
+    return torch.from_numpy(module.color_label_map(x.numpy(), None, None, "pixel"))
 
 
 def _ours_lnl(model: Model, x, y, device):
-    return _ours_train(model, x, y, device, _lnl(model, device), {MAP_KEY: colour_maps(x)})
+    return _ours_train(model, x, y, device, _lnl(model, device), {MAP_KEY: _colour_maps(x)})
 
 
 def _ref_lnl(model: Model, x, y, device):
-    data = ref.loader(x, y, MEAN, STD, model.batch, True, maps=colour_maps(x))
+    data = ref.loader(x, y, MEAN, STD, model.batch, True, maps=_colour_maps(x))
     return ref.method_steps(_lnl(model, device), data, device, MAP_KEY)
 
 

@@ -96,15 +96,10 @@ BOOT_KEEP_S=${GPU_WINDOW_BOOTSTRAP_KEEP_S:-60}
 KIND=cuda
 for ((i = 0; i < ${#EXTRA[@]}; i++)); do [ "${EXTRA[$i]}" = "--device" ] && KIND=${EXTRA[$((i + 1))]%%:*}; done
 HAVE=$("$PY" - "$OUT/runs" "$KIND" <<'PYEOF'
-import json, pathlib, sys
-kind, n = sys.argv[2], 0
-for f in pathlib.Path(sys.argv[1]).glob("*.json"):
-    try:
-        r = json.loads(f.read_text())
-    except (OSError, ValueError):
-        continue
-    n += r.get("spec", {}).get("dataset") == "colored_mnist_ratio" and str(r.get("device", "")).startswith(kind)
-print(n)
+import sys
+from benchmark.store import ResultStore
+print(sum(r["spec"]["dataset"] == "colored_mnist_ratio" and str(r.get("device", "")).startswith(sys.argv[2])
+          for r in ResultStore(sys.argv[1]).records()))
 PYEOF
 )
 if [ "${HAVE:-0}" -gt 0 ]; then
