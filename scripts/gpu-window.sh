@@ -60,7 +60,8 @@ ls "$OUT/runs" > "$OUT/logs/before.txt"
 if "$PY" -m benchmark perf --help > /dev/null 2>&1; then
   PERF_S=$(( $(left) < 75 ? $(left) - 15 : 75 ))
   if [ "$PERF_S" -gt 0 ]; then
-    PERF_ARGS="--seconds 0.5 --repeats 2 --models lnl_convnet simple_convnet lff_mlp"
+    # the table goes to $OUT/logs (into the archive), never over the repository's reports/perf
+    PERF_ARGS="--seconds 0.5 --repeats 2 --models lnl_convnet simple_convnet lff_mlp --out $OUT/logs"
     echo "perf: python -m benchmark perf $PERF_ARGS (at most ${PERF_S}s)" | tee -a "$LOG"
     timeout --signal=INT "$PERF_S" "$PY" -m benchmark perf $PERF_ARGS > "$OUT/logs/perf.txt" 2>&1
     echo "perf: exit $?" | tee -a "$LOG"

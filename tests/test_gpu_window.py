@@ -51,12 +51,16 @@ def test_bad_budget_is_one_error_line(tmp_path):
 @pytest.mark.slow
 def test_a_cpu_window_trains_first_seeds_ends_on_time_and_imports_back(tmp_path, capsys):
     out = tmp_path / "gpu-out"
+    perf_tables = {p: p.read_bytes() for p in (REPO / "reports" / "perf").glob("*.md")}
     # the PGD bootstrap runs here too (its threshold lowered: a quick run takes seconds on a CPU)
     proc, elapsed = window("150s", out, "--device", "cpu", "--profile", "quick",
                            GPU_WINDOW_BOOTSTRAP_MIN_S="20", GPU_WINDOW_BOOTSTRAP_KEEP_S="10")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert elapsed <= 150 + 10
     assert "bootstrap: one pgd.table1 cell" in proc.stdout and "bootstrap: exit 0" in proc.stdout
+    # the harness's table travels in the archive; the repository's committed tables are left alone
+    assert any(n.startswith("logs/") and n.endswith("-cores.md") for n in members(out / "runs.tar.gz"))
+    assert perf_tables == {p: p.read_bytes() for p in (REPO / "reports" / "perf").glob("*.md")}
     records = [n for n in members(out / "runs.tar.gz") if n.endswith(".json")]
     assert records  # the quick profile fits some runs in 150 s on a CPU
     assert main(["import", str(out / "runs.tar.gz"), "--no-mlflow", "--results-dir", str(tmp_path / "store")]) == 0
