@@ -613,12 +613,15 @@ def cmd_run_suites(args, extra: list[str]) -> int:
         if r.stale and store.has(r.run_id):
             print(f"{r.run_id} is stale ({r.stale}): retraining; old record kept at {store.retire(r.run_id, r.stale)}")
     settings = make_settings(store.root, home, args.data_root, args.device, [r.spec for r in todo])
+    trained = {r.run_id for r in todo}  # packed ones included: their re-evaluation follows too
+    suites = sorted({r.tags["suite"] for r in todo})
     if args.pack:  # runs that start from another run's weights are not packed (they wait for their base)
         starts = [r for r in todo if r.spec.pretrained]
         todo = _run_suite_packs([r for r in todo if not r.spec.pretrained], args, store, home, mirror) + starts
         if not todo:
             if mirror is not None:
                 _sync(mirror, store)
+            _reeval_after_run(args, store, trained, suites)
             return 0
     if args.executor == "local":
         where = ", ".join(f"{s.device}{'' if s.gpu is None else ':' + s.gpu}" for s in slots)
@@ -643,7 +646,7 @@ def cmd_run_suites(args, extra: list[str]) -> int:
             _sync(mirror, store)
         print(summary.render(), flush=True)
         failed += len(summary.failed)
-    _reeval_after_run(args, store, {r.run_id for r in todo}, sorted({r.tags["suite"] for r in todo}))
+    _reeval_after_run(args, store, trained, suites)
     return 1 if failed else 0
 
 

@@ -1,8 +1,8 @@
 """Dropout with cheap masks for CPU training (the engine swaps it in; see :func:`benchmark.engine.fast_path`).
 
-``nn.Dropout`` draws its mask with ``bernoulli_``, which on a CPU costs more than the rest of a
-small network's step: half of Simple ConvNet-1's training step on this 2-core CPU (PGD's backbone,
-three dropout layers; torch profiler, one-off). :class:`FastDropout` draws the same distribution —
+``nn.Dropout`` draws its mask with ``bernoulli_``, one random number per element, which is slow on a
+CPU next to a small network's convolutions (PGD's Simple ConvNet-1 has three dropout layers).
+:class:`FastDropout` draws the same distribution —
 every element kept independently with probability 1 − p and scaled by 1 / (1 − p) — from fewer
 random numbers: at p = 0.5 (every dropout of the papers' backbones) eight mask bits from each random
 byte, otherwise one uniform number per element compared with p. On a GPU it is ``nn.Dropout``.

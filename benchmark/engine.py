@@ -35,8 +35,8 @@ from .spec import RunSpec
 from .store import ResultStore, code_version, library_versions, now_iso
 
 EVAL_BATCH = 2048  # ×4 on GPUs with >= 40 GiB; on a CPU, networks without convolutions (the LfF MLP: as fast as 256)
-EVAL_BATCH_CPU_CONV = 256  # convolutional networks on a CPU: 2048 ran 1.4-2.6× slower than 256 (activations
-# outgrow the caches; one-off timing on this 2-core CPU, `python -m benchmark perf` measures evaluation img/s)
+EVAL_BATCH_CPU_CONV = 256  # convolutional networks on a CPU, where 2048 outgrows the caches: with channels-last,
+# LNL conv net evaluation went 4,188 -> 14,669 img/s (reports/perf/cpu-2-cores.md at e7aabc3 and 8d5fa88)
 EVAL_BATCH_ELEMENTS = 2**24  # cap on input values per evaluation batch: 2048 MNIST images, 111 at 3×224×224
 SUBSET_SEED = 0  # the fixed generator that picks the max_train subset, independent of the run seed
 MAX_DEVICE_BYTES = int(float(os.environ.get("BENCHMARK_MAX_DEVICE_GB", "8")) * 2**30)
@@ -172,11 +172,11 @@ def fast_path(method: Method, loaders: dict[str, "Loader"], dev: torch.device) -
     (the same distribution).
 
     On a CPU, a network with convolutions trains and evaluates in channels-last (NHWC) layout: its
-    4-D weights and every batch (oneDNN's convolutions and pooling ran 1.25-1.4× faster that way
-    on the LNL conv net, one-off timing on a 2-core CPU; ``python -m benchmark perf`` measures it);
-    every plain ``nn.Dropout`` becomes :class:`benchmark.dropout.FastDropout` (the same
-    distribution from fewer random numbers: ``bernoulli_`` took half of Simple ConvNet-1's step);
-    and the process keeps freed memory (:func:`keep_freed_memory`).
+    4-D weights and every batch (oneDNN's preferred layout); every plain ``nn.Dropout`` becomes
+    :class:`benchmark.dropout.FastDropout` (the same distribution from fewer random numbers); and the
+    process keeps freed memory (:func:`keep_freed_memory`). Together with the CPU evaluation batch,
+    the first two took training on this 2-core CPU from 3,508 to 3,794 img/s (LNL conv net) and from
+    7,189 to 10,836 (Simple ConvNet-1; reports/perf/cpu-2-cores.md at e7aabc3 and 8d5fa88).
 
     On a GPU, opt-ins named in ``$BENCHMARK_FAST`` (comma-separated):
 
@@ -215,11 +215,11 @@ def keep_freed_memory() -> bool:
     """Tell glibc's allocator to keep freed blocks of up to 32 MiB in the process (``mallopt``).
 
     By default a CPU step's large activations and gradients go back to the operating system when
-    they are freed and come back as fresh, page-faulting memory in the next step: on the LNL conv
-    net that cost a third of the training step (2,600 → 3,900 img/s with this setting, LNL's
-    unlearning step 1,000 → 1,300; one-off timing on this 2-core CPU, torch profiler showed the time
-    in ``zero_grad`` and zero-fills). Process-wide and idempotent; False where the C library is not
-    glibc (the allocator is left alone)."""
+    they are freed and come back as fresh, page-faulting memory in the next step. With this setting
+    the LNL conv net trained at 4,134 img/s instead of 3,794 and its unlearning step at 1,325 instead
+    of 1,238 (reports/perf/cpu-2-cores.md at 8d5fa88 and 8f9f02d; the reference pipeline, in the same
+    process, gained too). Process-wide and idempotent; False where the C library is not glibc (the
+    allocator is left alone)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         return all(libc.mallopt(option, value) == 1 for option, value in _MALLOPT.items())

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from .data import DatasetFamily, default_home, resolve_data_root
-from .engine import EVAL_BATCH, Loader, _fixed_subset, load_trained, model_path, pick_device
+from .engine import Loader, _fixed_subset, eval_batch_size, load_trained, model_path, pick_device
 from .hparams import from_dict
 from .method import Method
 from .registry import DATASETS
@@ -47,7 +47,9 @@ def _predictions(method: Method, family: DatasetFamily, params, spec: dict, colo
     info = method.info
     loader = Loader(split, info.mean, info.std, pick_device(device))
     order = torch.arange(len(split), device=loader.device)
-    preds = [method.predict(b.x).argmax(1) for b in loader.batches(order, EVAL_BATCH)]
+    bf16 = spec.get("precision") == "bf16"  # as the run evaluated (engine.evaluate)
+    with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=bf16):
+        preds = [method.predict(b.x).argmax(1) for b in loader.batches(order, eval_batch_size(loader, method))]
     return torch.cat(preds).cpu(), split.y, test
 
 

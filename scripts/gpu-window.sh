@@ -7,7 +7,7 @@
 # network are not needed):
 #   1. `python -m benchmark perf --seconds 0.5 --repeats 2` on the three MNIST networks (about a
 #      minute; an interrupt at its time limit still writes the rows measured), if this version has it;
-#   2. when no stored run prices pgd.table1 on this kind of device, one of its cells (PGD, seed 0)
+#   2. while the planner cannot price pgd.table1 here, one of its cells (PGD, seed 0)
 #      unbudgeted first (at least 240 s left; see 2a below); then
 #      `run --suite lnl.figure4 --suite pgd.table1 --profile paper --device cuda --no-mlflow
 #      --time-budget <what is left>` (with `--pack auto` where `run` has it), then `run --all` the
@@ -87,26 +87,19 @@ plan() {  # plan NAME RUN-ARGS...
 EXTRA=("$@")
 # packed training (issue 14, item 1), where this version has it; an explicit --pack in the extra options wins
 if "$PY" -m benchmark run --help 2>/dev/null | grep -q -- "--pack"; then EXTRA=(--pack auto "${EXTRA[@]}"); fi
-# 2a. bootstrap PGD's prices. The planner never starts a run it cannot price, and a pgd.table1 run is
-# priced only from stored runs of its dataset on this kind of device: without one, every window
-# would leave all of pgd.table1 out. So when $OUT/runs has no colored_mnist_ratio run of this device
-# kind, one real cell of it (PGD, seed 0) trains first, unbudgeted, capped at the time left less
-# BOOT_KEEP_S, and only if at least BOOT_MIN_S are left (a run cut off is lost on a fresh machine).
+# 2a. bootstrap PGD's prices. The planner never starts a run it cannot price; while no stored run
+# prices pgd.table1 on this device (its dry run says "without an estimate"), every window would leave
+# it all out. Then one real cell of it (PGD on colored_mnist_ratio, seed 0) trains first, unbudgeted,
+# capped at the time left less BOOT_KEEP_S, and only if at least BOOT_MIN_S are left (a run cut off
+# is lost on a fresh machine); its record prices the suite's runs of that dataset and backbone.
 BOOT_MIN_S=${GPU_WINDOW_BOOTSTRAP_MIN_S:-240}
 BOOT_KEEP_S=${GPU_WINDOW_BOOTSTRAP_KEEP_S:-60}
-KIND=cuda
-for ((i = 0; i < ${#EXTRA[@]}; i++)); do [ "${EXTRA[$i]}" = "--device" ] && KIND=${EXTRA[$((i + 1))]%%:*}; done
-HAVE=$("$PY" - "$OUT/runs" "$KIND" <<'PYEOF'
-import sys
-from benchmark.store import ResultStore
-print(sum(r["spec"]["dataset"] == "colored_mnist_ratio" and str(r.get("device", "")).startswith(sys.argv[2])
-          for r in ResultStore(sys.argv[1]).records()))
-PYEOF
-)
-if [ "${HAVE:-0}" -gt 0 ]; then
-  echo "bootstrap: $HAVE colored_mnist_ratio run(s) on $KIND price pgd.table1; not needed" | tee -a "$LOG"
-elif [ "$(left)" -lt "$BOOT_MIN_S" ]; then
-  echo "bootstrap: $(left)s left (< ${BOOT_MIN_S}s), not started; pgd.table1 stays unpriced" | tee -a "$LOG"
+if [ "$(left)" -lt "$BOOT_MIN_S" ]; then
+  echo "bootstrap: $(left)s left (< ${BOOT_MIN_S}s), not started; pgd.table1 stays unpriced if nothing stored prices it" \
+    | tee -a "$LOG"
+elif ! "$PY" -m benchmark run --suite pgd.table1 --profile paper --device cuda --results-dir "$OUT/runs" --dry-run \
+     "${EXTRA[@]}" 2>/dev/null | grep -E "^ +pgd\.table1 " | grep -q "without an estimate"; then
+  echo "bootstrap: the planner prices pgd.table1 here; not needed" | tee -a "$LOG"
 else
   t=$(( $(left) - BOOT_KEEP_S ))
   echo "bootstrap: one pgd.table1 cell (pgd, seed 0) to price the suite, at most ${t}s" | tee -a "$LOG"

@@ -60,6 +60,7 @@ def test_run_evaluates_only_its_epochs_and_the_last(tmp_path, bench_home):
 def test_pack_evaluates_only_its_epochs_and_the_last(tmp_path, bench_home):
     specs = [make_spec("vanilla", "colored_mnist_lff", epochs=3, eval_every=2, seed=s, **SMALL) for s in (0, 1)]
     results = run_pack(specs, store=ResultStore(tmp_path), home=bench_home, device="cpu", progress=False)
+    assert [r.record["tags"]["pack_size"] for r in results] == [2, 2]  # the pack's loop, not lone runs
     assert [_split_epochs(r.record) for r in results] == [[2, 3], [2, 3]]
 
 

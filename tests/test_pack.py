@@ -166,6 +166,7 @@ def test_packed_lnl_equals_the_same_runs_alone(tmp_path, bench_home):
     specs = _specs("lnl", "colored_mnist", (0, 1), epochs=2, max_train=384, max_eval=256,
                    dataset_params={"sigma2": 0.02})
     packed = run_pack(specs, store=ResultStore(tmp_path / "packed"), home=bench_home, device="cpu", progress=False)
+    assert [r.record["tags"]["pack_size"] for r in packed] == [2, 2]
     for spec, result in zip(specs, packed):
         alone = run(spec, store=ResultStore(tmp_path / "alone"), home=bench_home, device="cpu", progress=False)
         assert_same_records(result.record, alone.record)

@@ -2,11 +2,7 @@
 
 Tiny real-MNIST budgets on CPU; the tolerance is tests/test_pack.py's (losses 1e-4, relative above 1; accuracies 0.01,
 i.e. within one of the 128 test samples), for the reason given there: the pack's batched kernels
-sum in another order than the lone run's. Measured (CPU, channels-last fast path): the default
-tests' packs ≤ 4e-5 (training values) and ≤ 1.7e-4 (evaluation) apart; the slow tests' packs of three
-≤ 1.5e-4 (training: the summed three-channel bias loss, ~5.8, 1.2e-4 apart, within the relative
-tolerance; the bias heads' training accuracy 1.5e-4) and ≤ 3.3e-4 (evaluation: less than one of the
-256 test samples).
+sum in another order than the lone run's.
 """
 from __future__ import annotations
 

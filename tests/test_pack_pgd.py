@@ -9,9 +9,7 @@ Tolerance (CPU), as tests/test_pack.py: losses 1e-4, accuracies 0.01 (two of the
 samples); ``prepare``'s draw shares 1e-6 relative or 1e-5 absolute (they are stored rounded to six
 digits), the score histogram at most one sample per bin. The pack's batched kernels sum in another
 order than a lone run's (which trains channels-last on a CPU, see benchmark.engine.fast_path), so
-the numbers need not be equal (measured before the channels-last CPU path, pgd and pgd.official,
-K = 3, 2 epochs: losses ≤ 2.4e-7 apart; accuracies, prepare metrics and score histograms equal;
-after it, one draw share differed in its sixth digit).
+the numbers need not be equal.
 """
 from __future__ import annotations
 
