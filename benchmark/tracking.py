@@ -316,7 +316,7 @@ def run_name(record: dict[str, Any]) -> str:
     id's start."""
     spec, tags = record["spec"], record.get("tags") or {}
     setting = _setting(record)
-    parts = [spec["method"], _describe(setting) if setting else spec["dataset"], f"seed {spec['seed']}"]
+    parts = [spec["method"], _describe(setting, tags["suite"]) if setting else spec["dataset"], f"seed {spec['seed']}"]
     if setting is None:
         parts.append(record["run_id"][:8])
     if tags.get("profile") and tags["profile"] != "paper":
@@ -335,7 +335,7 @@ def run_tags(record: dict[str, Any]) -> dict[str, str]:
                  "code_commit": str((record.get("code") or {}).get("commit")), "device": str(record.get("device"))})
     setting = _setting(record)
     if setting is not None and own.get("profile") == "paper":
-        tags["paper_cell"] = f"{spec['method']} × {_describe(setting)}"
+        tags["paper_cell"] = f"{spec['method']} × {_describe(setting, own['suite'])}"
     return tags
 
 
@@ -414,11 +414,19 @@ def _setting(record: dict[str, Any]):
     return max(matches, key=lambda t: t[0])[1] if matches else None
 
 
-def _describe(setting) -> str:
-    """A setting in few characters, value first (the run list cuts names at ~25): its label, else
-    its parameters (``0.01 conflicting ratio``), else its dataset."""
-    return (setting.label or ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in setting.params.items())
-            or setting.dataset)
+def _describe(setting, suite: str) -> str:
+    """A setting in few characters, value first (the run list cuts names at ~25): its label, else its
+    parameters (``0.01 conflicting ratio``) and label noise, led by the dataset where the suite has
+    several (or the setting has no parameters), so that no two settings of a suite read the same."""
+    if setting.label:
+        return setting.label
+    from .suites import SUITES
+    parts = [f"{v} {k.replace('_', ' ')}" for k, v in setting.params.items()]
+    if setting.label_noise:
+        parts.append(f"{setting.label_noise} label noise")
+    if not parts or len({s.dataset for s in SUITES.get(suite).settings}) > 1:
+        parts.insert(0, setting.dataset)
+    return ", ".join(parts)
 
 
 def _first_line(e: Exception) -> str:

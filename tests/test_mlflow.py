@@ -189,3 +189,13 @@ def test_ui_for_a_suite_without_experiment_is_one_error_line(tmp_path, capsys):
                "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])
     err = capsys.readouterr().err
     assert rc == 2 and "error: no MLflow experiment for suite 'lff.colored_mnst'" in err and "Traceback" not in err
+
+
+def test_every_suite_setting_has_its_own_mlflow_name():
+    # run names and paper_cell tags name the setting in few characters; two settings of one suite must
+    # never read the same (pgd.table2's label-noise columns once all read "0.99 bias ratio")
+    from benchmark.suites import SUITES
+    from benchmark.tracking import _describe
+    for name in SUITES.names():
+        described = [_describe(s, name) for s in SUITES.get(name).settings]
+        assert len(set(described)) == len(described), (name, described)
