@@ -384,7 +384,7 @@ def cmd_sweep(args) -> int:
     if not todo:
         return 0
     settings = make_settings(store.root, home, args.data_root, args.device, [t.spec for t in todo])
-    mirror = None if args.no_mlflow else _synced_mirror(args.tracking_uri, store)
+    mirror = None if args.no_mlflow else _mirror(args.tracking_uri)  # synced after the trials, off their path
     executor = _make_executor(args, slots, home)
     try:
         summary = executor.run(todo, settings, mirror=mirror)
@@ -392,6 +392,8 @@ def cmd_sweep(args) -> int:
         print("\ninterrupted: finished trials are stored; rerun the same command to resume the others",
               file=sys.stderr)
         return 130
+    if mirror is not None:  # records MLflow lacks (stored before this sweep, or by a worker killed before it reported)
+        _sync(mirror, store)
     print(summary.render(), flush=True)
     return 1 if summary.failed else 0
 
@@ -1113,14 +1115,8 @@ def _reeval_todo(args, store) -> dict[str, set[str]]:
         specs = [] if run_ids else load_specs(args.specs_dir)
     except SpecError as e:
         raise UsageError(str(e)) from None
-    runs = store.query()
-    if not run_ids:  # as in `report`, stale records (code changed since) are read by no cell: skip them
-        from .provenance import mark_stale
-        runs = mark_stale(runs)
-        stale = runs["stale"].map(lambda v: isinstance(v, str) and bool(v)) if not runs.empty else None
-        if stale is not None and stale.any():
-            print(f"skipping {int(stale.sum())} stale record(s) (`--run-id ID` re-evaluates one anyway)")
-            runs = runs[~stale]
+    from .provenance import mark_stale
+    runs = mark_stale(store.query())  # once; report specs read paper evidence only, never a stale record
     todo = wanted(runs, specs, suites=args.suite, run_ids=run_ids, names=args.name)
     for rid in run_ids:
         if not todo.get(rid):
