@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 
 from .reevaluated import missing_note
 from .reevaluated import stored as stored_reevaluation
-from .runs import aggregate, choose_config, match, run_values, spec_runs
+from .runs import aggregate, choose_config, method_runs, run_values, spec_runs
 from .spec import ReportSpec
 
 DPI = 150
@@ -56,12 +56,6 @@ class FigureResult:
         for p in paths:
             self.figure.savefig(p, dpi=DPI, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
         return paths
-
-
-def _method_runs(base: pd.DataFrame, row) -> pd.DataFrame:
-    if base.empty:
-        return base
-    return match(base[base["method"] == row.method], row.filters)
 
 
 def _empty(spec: ReportSpec, selection: str, why: str) -> FigureResult:
@@ -93,7 +87,7 @@ def curve(runs: pd.DataFrame, spec: ReportSpec, selection: str) -> FigureResult:
     notes = []
     styles = ["-", "--", ":", "-."]
     for ri, row in enumerate(spec.rows):
-        sub = _method_runs(base, row)
+        sub = method_runs(base, row)
         for mi, col in enumerate(metrics):
             xs, means, stds, ns = [], [], [], []
             for x, grp in sub.groupby(x_col, sort=True) if not sub.empty else []:
@@ -152,7 +146,7 @@ def group_matrix(runs: pd.DataFrame, spec: ReportSpec, selection: str) -> Figure
     base = spec_runs(runs, spec)
     panels, used, notes = [], set(), []
     for row in spec.rows:
-        values, note = choose_config(run_values(_method_runs(base, row), selection, f"{split}.acc"))
+        values, note = choose_config(run_values(method_runs(base, row), selection, f"{split}.acc"))
         mats = []
         for v in values:
             rec = base.loc[base["run_id"] == v.run_id, "record"].iloc[0]
@@ -198,7 +192,7 @@ def fixed_bias_confusion(runs: pd.DataFrame, spec: ReportSpec, selection: str) -
         note = []
     rows, used, notes, colours, lacking = [], set(), list(note), None, []
     for row in spec.rows:
-        values, cnote = choose_config(run_values(_method_runs(base, row), "last", "test.acc"))
+        values, cnote = choose_config(run_values(method_runs(base, row), "last", "test.acc"))
         counts = []
         for v in values:
             out = stored_reevaluation(base.loc[base["run_id"] == v.run_id, "record"].iloc[0], "fixed_colour_confusion")
@@ -250,7 +244,7 @@ def bias_head_curve(runs: pd.DataFrame, spec: ReportSpec, selection: str) -> Fig
     ax = fig.add_subplot()
     used, notes, chance = set(), [], {}
     for ri, row in enumerate(spec.rows):
-        values, note = choose_config(run_values(_method_runs(base, row), "last", "test.acc"))
+        values, note = choose_config(run_values(method_runs(base, row), "last", "test.acc"))
         series: dict[str, list[list[float]]] = {}
         for v in values:
             rec = base.loc[base["run_id"] == v.run_id, "record"].iloc[0]
@@ -318,7 +312,7 @@ def score_histogram(runs: pd.DataFrame, spec: ReportSpec, selection: str) -> Fig
     base = spec_runs(runs, spec)
     found = []
     for row in spec.rows:
-        sub = _method_runs(base, row)
+        sub = method_runs(base, row)
         for rec in sub["record"] if not sub.empty else []:
             for key, h in sorted((rec.get("prepare") or {}).items()):
                 if key.endswith("hist") and isinstance(h, dict) and {"edges", "aligned", "conflicting"} <= set(h):

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from .runs import match, spec_runs
+from .runs import cell_runs, match, method_runs, spec_runs
 from .spec import ReportSpec, SpecError
 
 STEP = "reeval"  # the post-run step's name: outputs are record["reeval"][name]
@@ -61,10 +61,11 @@ def needed(runs: pd.DataFrame, specs: list[ReportSpec]) -> dict[str, set[str]]:
         base = spec_runs(runs, spec)
         if base.empty:
             continue
-        if spec.kind == "table":
-            parts = [match(base, col.filters) for col in spec.columns if col.metric.startswith(METRIC_PREFIX)]
+        if spec.kind == "table":  # the cells that read it, as gap_frame finds them (rows × re-evaluated columns)
+            parts = [cell_runs(match(base, col.filters), row, col) for col in spec.columns
+                     if col.metric.startswith(METRIC_PREFIX) for row in spec.rows]
         else:
-            parts = [match(base[base["method"] == row.method], row.filters) for row in spec.rows]
+            parts = [method_runs(base, row) for row in spec.rows]
         for part in parts:
             for run_id in part.get("run_id", []):
                 out.setdefault(run_id, set()).update(names)

@@ -57,6 +57,13 @@ def spec_runs(df: pd.DataFrame, spec: ReportSpec) -> pd.DataFrame:
     return match(paper_evidence(df, spec.suite or None), spec.filters)
 
 
+def method_runs(runs: pd.DataFrame, row) -> pd.DataFrame:
+    """The runs of one method row of a figure: the row's method, matching the row's own filters."""
+    if runs.empty:
+        return runs
+    return match(runs[runs["method"] == row.method], row.filters)
+
+
 def cell_runs(runs: pd.DataFrame, row, col) -> pd.DataFrame:
     """The runs of one (method row, setting column) cell among ``runs`` (already matched to the
     column's filters): the row's method — or, for a column ``wrapped_by`` a wrapper method, runs of
