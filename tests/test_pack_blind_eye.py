@@ -1,6 +1,6 @@
 """Packed Blind Eye, BlindEye+GRL and GRL runs store the records of the same runs alone.
 
-Tiny real-MNIST budgets on CPU; the tolerance is tests/test_pack.py's (losses 1e-4, relative above 1; accuracies 0.01,
+Tiny real-MNIST budgets on CPU; the tolerance is tests/packs.py's (losses 1e-4, relative above 1; accuracies 0.01,
 i.e. within one of the 128 test samples), for the reason given there: the pack's batched kernels
 sum in another order than the lone run's.
 """
@@ -9,23 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.engine import run
-from benchmark.pack import packable, run_pack
-from benchmark.registry import METHODS
 from benchmark.spec import make_spec
-from benchmark.store import ResultStore
-from test_pack import assert_same_records
+from packs import packed_equals_alone
 
 TINY = dict(max_train=160, max_eval=128)  # batch 128: a full and a partial batch per epoch
-
-
-def _packed_equals_alone(specs, tmp_path, home) -> list[dict]:
-    packed = run_pack(specs, store=ResultStore(tmp_path / "packed"), home=home, device="cpu", progress=False)
-    assert [r.record["tags"]["pack_size"] for r in packed] == [len(specs)] * len(specs)
-    for spec, result in zip(specs, packed):
-        alone = run(spec, store=ResultStore(tmp_path / "alone"), home=home, device="cpu", progress=False)
-        assert_same_records(result.record, alone.record)
-    return [r.record for r in packed]
 
 
 def test_packed_blind_eye_with_class_weights_equals_the_same_runs_alone(tmp_path, bench_home):
@@ -35,7 +22,7 @@ def test_packed_blind_eye_with_class_weights_equals_the_same_runs_alone(tmp_path
     specs = [make_spec("blind_eye", "colored_mnist", seed=s, epochs=1, hparams=hparams, dataset_params={"sigma2": v},
                        **TINY)
              for s, v in ((0, 0.02), (1, 0.05), (2, 0.02))]
-    records = _packed_equals_alone(specs, tmp_path, bench_home)
+    records = packed_equals_alone(specs, tmp_path, bench_home)
     row = records[0]["history"][-1]
     assert {"train.loss", "train.conf_loss", "train.bias_loss", "train.bias_acc.color"} <= set(row)
     assert len({r["history"][0]["train.bias_loss"] for r in records}) == 3  # the runs really differ
@@ -46,7 +33,7 @@ def test_packed_blind_eye_grl_and_grl_equal_the_same_runs_alone(tmp_path, bench_
         specs = [make_spec(method, "colored_mnist", seed=s, epochs=1, max_train=128, max_eval=128,
                            dataset_params={"sigma2": v})
                  for s, v in ((0, 0.02), (1, 0.05))]
-        _packed_equals_alone(specs, tmp_path / method, bench_home)
+        packed_equals_alone(specs, tmp_path / method, bench_home)
 
 
 @pytest.mark.slow
@@ -54,7 +41,7 @@ def test_packed_blind_eye_grl_and_grl_equal_the_same_runs_alone(tmp_path, bench_
 def test_packs_of_three_equal_the_same_runs_alone_over_more_steps(method, tmp_path, bench_home):
     specs = [make_spec(method, "colored_mnist", seed=s, epochs=2, max_train=640, max_eval=256,
                        dataset_params={"sigma2": v}) for s, v in ((0, 0.02), (1, 0.05), (2, 0.02))]
-    _packed_equals_alone(specs, tmp_path, bench_home)
+    packed_equals_alone(specs, tmp_path, bench_home)
 
 
 def test_class_weights_are_each_runs_own_in_a_pack():
@@ -69,8 +56,3 @@ def test_class_weights_are_each_runs_own_in_a_pack():
                                                   weight=weight[3 * r:3 * r + 3])
         assert packed[r].item() == pytest.approx(alone.item(), abs=1e-6)
     assert packed.tolist() != weighted_cross_entropy(logits, target, weight.roll(3), -100, runs=2).tolist()
-
-
-def test_the_blind_eye_family_declares_packable():
-    assert all(METHODS.get(m).packable for m in ("blind_eye", "blind_eye_grl", "grl"))
-    assert packable(make_spec("blind_eye_grl", "colored_mnist"))

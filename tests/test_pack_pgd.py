@@ -5,7 +5,7 @@ as one stacked model (``PGD.prepare_pack``), each run's sample order, augmentati
 masks drawn from its own RNG stream; each run is scored by its own biased model; the de-biased
 phase draws each run's batches from its own scores.
 
-Tolerance (CPU), as tests/test_pack.py: losses 1e-4, accuracies 0.01 (two of the 200 evaluation
+Tolerance (CPU), as tests/packs.py: losses 1e-4, accuracies 0.01 (two of the 200 evaluation
 samples); ``prepare``'s draw shares 1e-6 relative or 1e-5 absolute (they are stored rounded to six
 digits), the score histogram at most one sample per bin. The pack's batched kernels sum in another
 order than a lone run's (which trains channels-last on a CPU, see benchmark.engine.fast_path), so
@@ -23,7 +23,7 @@ from benchmark.pack import run_pack
 from benchmark.pack_module import PackedModule
 from benchmark.spec import make_spec
 from benchmark.store import ResultStore
-from test_pack import assert_same_records, interrupt_after_first_epoch
+from packs import assert_same_records, interrupt_after_first_epoch, packed_equals_alone
 
 SCORE_RTOL = 1e-6
 TIMED = ("_s", "_per_s")
@@ -52,17 +52,11 @@ def test_packed_pgd_equals_the_same_runs_alone(tmp_path, bench_home, method):
     # two seeds with different bias ratios; pgd.official also augments the biased phase and starts
     # the de-biased model from the biased one
     specs = _specs(method, ((0, 0.9), (1, 0.95)))
-    packed = run_pack(specs, store=ResultStore(tmp_path / "packed"), home=bench_home, device="cpu", progress=False,
-                      keep_model=False)
-    assert [r.record["tags"]["pack_size"] for r in packed] == [2, 2]
-    for spec, result in zip(specs, packed):
-        alone = run(spec, store=ResultStore(tmp_path / "alone"), home=bench_home, device="cpu", progress=False,
-                    keep_model=False)
-        assert_same_records(result.record, alone.record)
-        assert_same_prepare(result.record["prepare"], alone.record["prepare"])
+    packed = packed_equals_alone(specs, tmp_path, bench_home, keep_model=False,
+                                 check=lambda p, a: assert_same_prepare(p["prepare"], a["prepare"]))
     # the runs really differ (seed, data): own scores, own draws, own losses
-    shares = {r.record["prepare"]["pgd.conflicting_draw_share"] for r in packed}
-    losses = {r.record["history"][0]["train.loss"] for r in packed}
+    shares = {r["prepare"]["pgd.conflicting_draw_share"] for r in packed}
+    losses = {r["history"][0]["train.loss"] for r in packed}
     assert len(shares) == 2 and len(losses) == 2
 
 
