@@ -203,7 +203,8 @@ class DatasetFamily:
 
         Returns:
             Splits by name: ``"train"`` and ``"test"`` are required; others (``"val"``,
-            ``"val_unbiased"``, ...) are evaluated every epoch too. Tensors stay on the CPU.
+            ``"val_unbiased"``, ...) are evaluated with ``test``, at the epochs the spec evaluates
+            (``RunSpec.eval_every``). Tensors stay on the CPU.
         """
         raise NotImplementedError
 
